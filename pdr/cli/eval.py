@@ -1,0 +1,91 @@
+"""tools/eval.py: evaluate run folders (or checkpoint files) on the test split, one table row per run.
+
+    python tools/eval.py runs/bouncing_sprites/simvp runs/bouncing_sprites/simvp_predgs [--format md|csv|json]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+
+from ..metrics import AVAILABLE
+from .common import friendly_errors, setup_logging
+
+COLUMNS = ("mse", "mae", "rmse", "psnr", "ssim", "lpips", "sharpness")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/eval.py", description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders of tools/train.py, or checkpoint files")
+    p.add_argument("--checkpoint", default="best", help="which checkpoint of a run folder: best (default) or last")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--metrics", nargs="+", choices=AVAILABLE, help="default: eval.metrics of each run's config")
+    p.add_argument("--format", default="md", choices=("md", "csv", "json"))
+    p.add_argument("--out", help="also write the table to this file")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--num-vis", type=int, help="sequences drawn in each run's prediction grid")
+    p.add_argument("--max-batches", type=int, help="evaluate only this many batches (quick looks)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--no-images", action="store_true", help="do not write the PNG grid and curves")
+    return p
+
+
+def _cell(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:.2f}"
+    return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def format_table(results, fmt: str = "md") -> str:
+    columns = [c for c in COLUMNS if any(c in r.metrics for r in results)]
+    if fmt == "json":
+        return json.dumps([{"run": r.name, **r.metrics, "notes": r.notes} for r in results], indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["run", *columns])
+        for r in results:
+            writer.writerow([r.name, *("" if r.metrics.get(c) is None else r.metrics[c] for c in columns)])
+        return buf.getvalue().rstrip("\n")
+    lines = ["| run | " + " | ".join(c.upper() for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in results:
+        lines.append(f"| {r.name} | " + " | ".join(_cell(r.metrics.get(c)) for c in columns) + " |")
+    notes = sorted({note for r in results for note in r.notes.values()})
+    return "\n".join(lines + [f"\nNote: {n}" for n in notes])
+
+
+@friendly_errors
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging()
+    from ..engine import resolve_device
+    from ..evaluation import evaluate_run
+    from ..metrics import load_lpips
+
+    device = resolve_device(args.device)
+    lpips_model = None
+    wants_lpips = args.metrics is None or "lpips" in args.metrics
+    if wants_lpips:
+        lpips_model, _ = load_lpips(device)  # one network for every run; the note comes from each run
+    results = []
+    for run in args.runs:
+        res = evaluate_run(run, split=args.split, checkpoint=args.checkpoint, metrics=args.metrics, device=device,
+                           num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
+                           save_images=not args.no_images, lpips_model=lpips_model)
+        for image in res.images:
+            print(f"[pdr] {res.name}: wrote {image}", file=sys.stderr)
+        results.append(res)
+    table = format_table(results, args.format)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""tools/train.py: train the model a config describes.
+
+    python tools/train.py --config configs/bouncing_sprites/simvp_predgs.yaml \
+        [--set train.epochs=5 ...] [--work-dir runs/x] [--device cpu] [--seed 1] [--resume | --overwrite]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import load_config
+from .common import friendly_errors, setup_logging
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/train.py", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override a config value by its dotted key, e.g. --set model.adapter.num_gaussians=300")
+    p.add_argument("--work-dir", help="run folder (default: runs/<config folder>/<config name>)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device of the config (auto)")
+    p.add_argument("--seed", type=int, help="overrides train.seed")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in --work-dir from checkpoints/last.pt")
+    g.add_argument("--overwrite", action="store_true", help="delete an existing run in --work-dir and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    return p
+
+
+def default_work_dir(config_path: str) -> Path:
+    path = Path(config_path)
+    return Path("runs") / path.parent.name / path.stem
+
+
+@friendly_errors
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging()
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    cfg = load_config(args.config, overrides)
+    from ..engine import Trainer  # after the config is known good: keeps bad-input errors fast
+
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
+    trainer = Trainer(cfg, work_dir, device=args.device, resume=args.resume, overwrite=args.overwrite,
+                      show_progress=not args.no_progress)
+    result = trainer.fit()
+    print(json.dumps({"work_dir": str(work_dir), **{k: v for k, v in result.items()}}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+"""Datasets (registered in ``pdr.registry.DATASETS``) and data loaders built from a config."""
+from .base import SPLITS, VideoDataset
+from . import synthetic  # noqa: F401  (registers bouncing_sprites, advected_fields)
+from .loader import build_dataset
+
+__all__ = ["SPLITS", "VideoDataset", "build_dataset"]

@@ -1,0 +1,144 @@
+"""``build_model``: a backbone, optionally wrapped by an adapter, under one contract.
+
+``forward(x)`` maps observed frames (B, T_in, C, H, W) to predictions (B, T_out, C, H, W).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .config import Config, component_kwargs
+from .errors import ConfigError
+from .registry import ADAPTERS, BACKBONES, DATASETS
+
+log = logging.getLogger("pdr")
+
+
+def count_parameters(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+class PDRModel(nn.Module):
+    """Backbone + optional adapter, rolled out autoregressively when the backbone predicts
+    a different number of frames per call than asked for."""
+
+    def __init__(self, backbone: nn.Module, adapter: nn.Module | None, in_frames: int, out_frames: int):
+        super().__init__()
+        self.backbone = backbone
+        self.adapter = adapter
+        self.in_frames = in_frames
+        self.out_frames = out_frames
+        self.in_shape = tuple(backbone.in_shape)
+
+    def _predict_chunk(self, x: Tensor, extra: dict) -> Tensor:
+        wants_features = self.adapter is not None and getattr(self.adapter, "source", "output") == "features"
+        out = self.backbone(x, return_features=True, **extra) if wants_features else self.backbone(x, **extra)
+        coarse, features = out if wants_features else (out, None)
+        return coarse if self.adapter is None else self.adapter(coarse, features)
+
+    def forward(self, x: Tensor, targets: Tensor | None = None, step: int | None = None) -> Tensor:
+        """x: (B, T_in, C, H, W) -> (B, T_out, C, H, W). ``targets``/``step`` reach backbones that
+        use ground truth during training (scheduled sampling) and are ignored otherwise."""
+        if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"model input must have shape (B, {', '.join(map(str, self.in_shape))}) = (B, T_in, C, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        extra = {}
+        if getattr(self.backbone, "uses_targets", False) and self.training:
+            extra = {"targets": targets, "step": step}
+        per_call = self.backbone.frames_per_call
+        chunks, produced, window = [], 0, x
+        while produced < self.out_frames:
+            y = self._predict_chunk(window, extra)
+            take = min(y.shape[1], self.out_frames - produced)
+            chunks.append(y[:, :take])
+            produced += take
+            if produced < self.out_frames:
+                window = torch.cat([window, y], dim=1)[:, -self.in_frames:]
+            if per_call < 1:
+                raise RuntimeError("backbone predicted no frames")
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+
+    def parameter_summary(self) -> dict[str, int]:
+        return {"backbone": count_parameters(self.backbone), "adapter": count_parameters(self.adapter)}
+
+
+def _as_component(spec: str | dict | None) -> dict | None:
+    if spec is None:
+        return None
+    return {"name": spec} if isinstance(spec, str) else dict(spec)
+
+
+def _build_backbone(spec: dict, in_shape: tuple[int, ...], out_frames: int) -> nn.Module:
+    return BACKBONES.build(spec["name"], in_shape=in_shape, out_frames=out_frames, **component_kwargs(spec))
+
+
+def _build_adapter(spec: dict | None, in_shape: tuple[int, ...], backbone: nn.Module) -> nn.Module | None:
+    if spec is None:
+        return None
+    return ADAPTERS.build(
+        spec["name"],
+        frame_shape=in_shape[1:],
+        feature_channels=getattr(backbone, "feature_channels", None),
+        **component_kwargs(spec),
+    )
+
+
+def _assemble(backbone_spec, adapter_spec, net, wrap, in_shape, out_frames) -> PDRModel:
+    model = PDRModel(net, wrap, in_shape[0], out_frames)
+    counts = model.parameter_summary()
+    if wrap is None:
+        log.info("model: backbone %s, %s parameters", backbone_spec["name"], f"{counts['backbone']:,}")
+    else:
+        share = 100.0 * counts["adapter"] / max(1, counts["backbone"])
+        log.info(
+            "model: backbone %s, %s parameters; adapter %s, %s parameters (+%.1f%% of the backbone)",
+            backbone_spec["name"], f"{counts['backbone']:,}", adapter_spec["name"], f"{counts['adapter']:,}", share,
+        )
+    return model
+
+
+def create_model(
+    backbone: str | dict,
+    in_shape: Sequence[int],
+    out_frames: int,
+    adapter: str | dict | None = None,
+) -> PDRModel:
+    """Build from names and arguments: ``create_model("simvp", (10, 3, 64, 64), 10, adapter="predgs")``.
+
+    ``backbone``/``adapter`` are registry names or mappings ``{"name": ..., **arguments}``.
+    """
+    backbone, adapter = _as_component(backbone), _as_component(adapter)
+    in_shape = tuple(int(v) for v in in_shape)
+    net = _build_backbone(backbone, in_shape, int(out_frames))
+    wrap = _build_adapter(adapter, in_shape, net)
+    return _assemble(backbone, adapter, net, wrap, in_shape, int(out_frames))
+
+
+def data_shape(cfg: Config) -> tuple[int, int, int]:
+    """(C, H, W) of the configured dataset, without generating or reading any frames."""
+    from .config import dataset_kwargs
+
+    cls = DATASETS.get(cfg["data"]["name"])
+    return tuple(cls.frame_shape(**dataset_kwargs(cfg)))
+
+
+def build_model(cfg: Config) -> PDRModel:
+    """The model a config describes; its input shape comes from the data section."""
+    c, h, w = data_shape(cfg)
+    in_shape = (cfg["data"]["in_frames"], c, h, w)
+    out_frames = cfg["data"]["out_frames"]
+    backbone, adapter = cfg["model"]["backbone"], cfg["model"].get("adapter")
+    try:
+        net = _build_backbone(backbone, in_shape, out_frames)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{cfg.origin('model.backbone')}: model.backbone ({backbone['name']}): {exc}") from exc
+    try:
+        wrap = _build_adapter(adapter, in_shape, net)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{cfg.origin('model.adapter')}: model.adapter ({adapter['name']}): {exc}") from exc
+    return _assemble(backbone, adapter, net, wrap, in_shape, out_frames)

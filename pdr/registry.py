@@ -1,0 +1,130 @@
+"""Named registries filled by decorators, in the style of timm's ``create_model``.
+
+    from pdr.registry import BACKBONES
+
+    @BACKBONES.register("my_net")
+    class MyNet(Backbone): ...
+
+    model = BACKBONES.build("my_net", in_shape=(10, 1, 64, 64), out_frames=10)
+
+Third-party code registers its own entries the same way; the config key ``imports``
+(a list of module names) makes the tools import such modules before building.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from typing import Any, Callable, Iterator
+
+from .errors import ConfigError, RegistryError
+
+# Modules that fill the built-in registries; imported on first lookup so that
+# ``import pdr.registry`` stays cheap and free of import cycles.
+_BUILTIN_MODULES = {
+    "backbone": ("pdr.backbones",),
+    "adapter": ("pdr.adapters",),
+    "dataset": ("pdr.data",),
+    "loss": ("pdr.losses",),
+}
+
+
+def closest_hint(key: str, candidates, cutoff: float = 0.6) -> str:
+    """`` Did you mean 'x'?`` for the closest candidate (case-insensitive matches first), or ""."""
+    candidates = list(candidates)
+    same_case = [c for c in candidates if c.lower() == key.lower()]
+    close = same_case or difflib.get_close_matches(key, candidates, n=1, cutoff=cutoff)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class Registry:
+    """A mapping from names to classes or factory functions of one kind."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Callable[..., Any]] = {}
+        self._builtins_loaded = False
+
+    def _load_builtins(self) -> None:
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for module in _BUILTIN_MODULES.get(self.kind, ()):
+                importlib.import_module(module)
+
+    def register(self, name: str | None = None, *, force: bool = False):
+        """Decorator that adds a class or function under ``name`` (default: its lower-cased name)."""
+
+        def decorator(obj):
+            key = name or obj.__name__.lower()
+            if key in self._entries and self._entries[key] is not obj and not force:
+                raise RegistryError(
+                    f"{self.kind} {key!r} is already registered by {self._entries[key].__module__}; "
+                    "pass force=True to replace it"
+                )
+            self._entries[key] = obj
+            return obj
+
+        return decorator
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> Callable[..., Any]:
+        self._load_builtins()
+        if name not in self._entries:
+            raise RegistryError(self.unknown_message(name))
+        return self._entries[name]
+
+    def unknown_message(self, name: str) -> str:
+        names = self.names()
+        hint = closest_hint(str(name), names, cutoff=0.5)
+        return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(names) or '(none)'}"
+
+    def build(self, name: str, /, **kwargs):
+        return self.get(name)(**kwargs)
+
+    def check_kwargs(self, name: str, kwargs: dict, where: str, provided: tuple[str, ...] = ()) -> None:
+        """Raise ConfigError naming ``where.key`` for keyword arguments the entry does not take.
+
+        ``provided``: arguments that pdr passes itself, left out of the list shown to the user.
+        """
+        target = self.get(name)
+        params = inspect.signature(target).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        accepted = [
+            n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in provided
+        ]
+        for key in kwargs:
+            if key not in accepted:
+                hint = closest_hint(key, accepted)
+                raise ConfigError(
+                    f"{where}.{key}: unknown argument of {self.kind} {name!r}.{hint} "
+                    f"Accepted: {', '.join(accepted)}"
+                )
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
+
+
+BACKBONES = Registry("backbone")
+ADAPTERS = Registry("adapter")
+DATASETS = Registry("dataset")
+LOSSES = Registry("loss")
+
+
+def import_modules(modules, where: str = "imports") -> None:
+    """Import user modules that register their own entries (the config's ``imports`` list)."""
+    for module in modules or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"{where}: cannot import module {module!r}: {exc}") from exc

@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """--set overrides that shrink any embedded-data config to a few seconds of CPU work."""
+    return [
+        "model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2",
+        "data.num_train=8", "data.num_val=4", "data.num_test=4", "data.batch_size=4",
+        "train.max_steps=4", "train.log_every=1",
+    ]

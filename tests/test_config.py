@@ -1,0 +1,126 @@
+import pytest
+import yaml
+
+from pdr.config import load_config, parse_override
+from pdr.errors import ConfigError
+
+
+def write(path, data):
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+BASE = {
+    "model": {"backbone": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_T": 2}},
+    "data": {"name": "bouncing_sprites", "in_frames": 10, "out_frames": 10, "num_train": 8},
+    "train": {"max_steps": 3},
+}
+
+
+def test_base_inheritance_list_relative_to_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "base_model.yaml", {"model": BASE["model"]})
+    write(tmp_path / "base_data.yaml", {"data": BASE["data"], "train": BASE["train"]})
+    child = write(tmp_path / "sub" / "child.yaml", {
+        "_base_": ["../base_model.yaml", "../base_data.yaml"],
+        "model": {"backbone": {"hid_S": 12}, "adapter": "predgs"},
+        "loss": "l1_ssim",
+    })
+    cfg = load_config(child)
+    assert cfg["model"]["backbone"] == {"name": "simvp", "hid_S": 12, "hid_T": 16, "N_T": 2}
+    assert cfg["model"]["adapter"] == {"name": "predgs"}
+    assert cfg["loss"] == {"name": "l1_ssim"}
+    assert cfg["optim"]["weight_decay"] == 1e-2  # defaults filled
+    assert cfg.origin("model.backbone.hid_S").endswith("child.yaml")
+    assert cfg.origin("model.backbone.hid_T").endswith("base_model.yaml")
+
+
+def test_single_base_string_and_overrides(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    child = write(tmp_path / "c.yaml", "_base_: base.yaml\nmodel:\n  adapter: predgs\n")
+    cfg = load_config(child, ["model.adapter.num_gaussians=300", "optim.lr=1e-4", "train.seed=3"])
+    assert cfg["model"]["adapter"] == {"name": "predgs", "num_gaussians": 300}
+    assert cfg["optim"]["lr"] == pytest.approx(1e-4)  # "1e-4" read as a string by YAML, coerced to float
+    assert cfg["train"]["seed"] == 3
+    assert cfg.origin("model.adapter.num_gaussians") == "--set"
+
+
+def test_changing_a_component_name_replaces_its_arguments(tmp_path):
+    write(tmp_path / "base.yaml", {**BASE, "loss": {"name": "l1_ssim", "lam": 0.3}})
+    child = write(tmp_path / "c.yaml", {"_base_": "base.yaml", "loss": {"name": "mse"}})
+    assert load_config(child)["loss"] == {"name": "mse"}
+
+
+def test_misspelt_key_names_file_and_path(tmp_path):
+    path = write(tmp_path / "bad.yaml", {**BASE, "train": {"max_stpes": 3}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert str(path) in msg and "train.max_stpes" in msg and "Did you mean 'max_steps'?" in msg
+
+
+def test_misspelt_backbone_argument(tmp_path):
+    path = write(tmp_path / "bad.yaml", {**BASE, "model": {"backbone": {"name": "simvp", "hid_s": 8}}})
+    with pytest.raises(ConfigError, match=r"model.backbone.hid_s: unknown argument of backbone 'simvp'. Did you mean 'hid_S'"):
+        load_config(path)
+
+
+def test_unknown_backbone_lists_choices(tmp_path):
+    path = write(tmp_path / "bad.yaml", {**BASE, "model": {"backbone": "simvpp"}})
+    with pytest.raises(ConfigError, match=r"bad.yaml: model.backbone.name: unknown backbone 'simvpp'. Did you mean 'simvp'"):
+        load_config(path)
+
+
+def test_wrong_type_and_missing_value(tmp_path):
+    path = write(tmp_path / "bad.yaml", {**BASE, "optim": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match=r"optim.lr: expected float, got str 'fast'"):
+        load_config(path)
+    data = {k: v for k, v in BASE["data"].items() if k != "out_frames"}
+    path = write(tmp_path / "missing.yaml", {**BASE, "data": data})
+    with pytest.raises(ConfigError, match=r"data.out_frames: missing required value"):
+        load_config(path)
+
+
+def test_dataset_argument_is_checked(tmp_path):
+    path = write(tmp_path / "bad.yaml", {**BASE, "data": {**BASE["data"], "num_trian": 3}})
+    with pytest.raises(ConfigError, match=r"data.num_trian: unknown argument of dataset 'bouncing_sprites'"):
+        load_config(path)
+
+
+def test_missing_file_and_missing_base(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    path = write(tmp_path / "c.yaml", {"_base_": "gone.yaml"})
+    with pytest.raises(ConfigError, match=r"c.yaml: _base_ file not found: gone.yaml"):
+        load_config(path)
+
+
+def test_base_cycle_and_bad_yaml(tmp_path):
+    write(tmp_path / "a.yaml", {"_base_": "b.yaml"})
+    write(tmp_path / "b.yaml", {"_base_": "a.yaml"})
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    write(tmp_path / "broken.yaml", "model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+"):
+        load_config(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("text", ["novalue", "=3", "a..b=1"])
+def test_bad_override_syntax(text):
+    with pytest.raises(ConfigError, match="--set"):
+        parse_override(text)
+
+
+def test_every_shipped_config_validates(repo):
+    paths = [p for p in (repo / "configs").rglob("*.yaml") if "_base_" not in p.parts]
+    assert len(paths) >= 6
+    for path in paths:
+        cfg = load_config(path)
+        assert cfg["model"]["backbone"]["name"]
+
+
+def test_resolved_config_round_trips(tmp_path, repo):
+    cfg = load_config(repo / "configs" / "demo" / "simvp_predgs.yaml")
+    cfg.save(tmp_path / "saved.yaml")
+    again = load_config(tmp_path / "saved.yaml")
+    assert dict(again) == dict(cfg)

@@ -1,0 +1,170 @@
+"""The torch backend of rasterize_gaussians against a slow, obviously-correct loop."""
+import math
+
+import pytest
+import torch
+
+from pdr.render import rasterize_gaussians
+
+
+def loop_render(means, scales, rotations, amplitudes, height, width, kernel_size):
+    """The contract, one Gaussian and one pixel at a time, in float64. Inputs (F, N, ...)."""
+    frames, n, channels = amplitudes.shape
+    out = torch.zeros(frames, channels, height, width, dtype=torch.float64)
+    for f in range(frames):
+        for g in range(n):
+            mx, my = means[f, g].tolist()
+            sx, sy = scales[f, g].tolist()
+            t = float(rotations[f, g])
+            px = (mx + 1) * width / 2 - 0.5
+            py = (my + 1) * height / 2 - 0.5
+            cx, cy = math.floor(px + 0.5), math.floor(py + 0.5)
+            cos, sin = math.cos(t), math.sin(t)
+            for i in range(height):
+                for j in range(width):
+                    if kernel_size is not None and (abs(j - cx) > kernel_size // 2 or abs(i - cy) > kernel_size // 2):
+                        continue
+                    dx, dy = j - px, i - py
+                    u = cos * dx + sin * dy  # coordinates along the Gaussian's own axes: R^T d
+                    v = -sin * dx + cos * dy
+                    weight = math.exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2))
+                    out[f, :, i, j] += amplitudes[f, g].double() * weight
+    return out
+
+
+def random_gaussians(lead, n, channels, spread=1.4, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(*lead, n, 2, generator=g, dtype=dtype) * 2 - 1) * spread  # some off the image
+    scales = torch.rand(*lead, n, 2, generator=g, dtype=dtype) * 2.5 + 0.3
+    rotations = (torch.rand(*lead, n, generator=g, dtype=dtype) * 2 - 1) * math.pi
+    amplitudes = torch.randn(*lead, n, channels, generator=g, dtype=dtype)
+    return means, scales, rotations, amplitudes
+
+
+@pytest.mark.parametrize(
+    "lead,n,channels,height,width,kernel_size",
+    [
+        ((2,), 5, 1, 9, 11, 5),
+        ((2,), 4, 3, 8, 8, None),
+        ((1,), 6, 17, 7, 10, 3),
+        ((2, 2), 3, 2, 6, 5, 1),
+        ((1,), 7, 3, 12, 9, 25),  # window larger than the image
+    ],
+)
+def test_matches_loop_reference(lead, n, channels, height, width, kernel_size):
+    means, scales, rotations, amplitudes = random_gaussians(lead, n, channels, seed=n * 7 + channels)
+    out = rasterize_gaussians(means, scales, rotations, amplitudes, height, width, kernel_size, backend="torch")
+    assert out.shape == (*lead, channels, height, width)
+    flat = [t.reshape(-1, *t.shape[len(lead):]) for t in (means, scales, rotations, amplitudes)]
+    ref = loop_render(*flat, height, width, kernel_size).reshape(out.shape)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_border_and_off_image_gaussians():
+    """A Gaussian centred just outside the image still lights its window's pixels that are inside."""
+    means = torch.tensor([[[-1.05, 0.0], [1.6, 1.6], [0.999, -0.999]]], dtype=torch.float64)
+    scales = torch.full((1, 3, 2), 1.5, dtype=torch.float64)
+    rotations = torch.zeros(1, 3, dtype=torch.float64)
+    amplitudes = torch.ones(1, 3, 1, dtype=torch.float64)
+    out = rasterize_gaussians(means, scales, rotations, amplitudes, 8, 8, kernel_size=5)
+    ref = loop_render(means, scales, rotations, amplitudes, 8, 8, 5)
+    torch.testing.assert_close(out, ref)
+    assert out[0, 0, 4, 0] > 0.5  # left edge lit by the Gaussian just off the left border
+    assert out[0, 0, 7, 7] == 0  # the one at (1.6, 1.6): center pixel (10, 10), window starts at 8
+
+
+def test_kernel_size_one_is_a_single_pixel():
+    means = torch.tensor([[[0.0, 0.0]]])
+    out = rasterize_gaussians(means, torch.ones(1, 1, 2), torch.zeros(1, 1), torch.ones(1, 1, 1), 4, 4, kernel_size=1)
+    # px = py = 1.5: the center rounds to pixel (2, 2), which is sqrt(0.5) away from the mean.
+    assert torch.count_nonzero(out) == 1
+    assert out[0, 0, 2, 2].item() == pytest.approx(math.exp(-0.25), rel=1e-6)
+
+
+def test_anisotropic_rotation_axis():
+    """A Gaussian long along x, rotated by 90 degrees, is long along y."""
+    means = torch.zeros(1, 1, 2, dtype=torch.float64)
+    scales = torch.tensor([[[4.0, 1.0]]], dtype=torch.float64)
+    amps = torch.ones(1, 1, 1, dtype=torch.float64)
+    flat = rasterize_gaussians(means, scales, torch.zeros(1, 1, dtype=torch.float64), amps, 17, 17)
+    turned = rasterize_gaussians(means, scales, torch.full((1, 1), math.pi / 2, dtype=torch.float64), amps, 17, 17)
+    torch.testing.assert_close(turned[0, 0], flat[0, 0].T)
+    assert flat[0, 0, 8, 12] > flat[0, 0, 12, 8]
+
+
+def test_chunking_gives_the_same_image():
+    from pdr.render._torch import rasterize_torch
+
+    means, scales, rotations, amplitudes = random_gaussians((6,), 50, 3, seed=3)
+    whole = rasterize_torch(means, scales, rotations, amplitudes, 16, 16, 7)
+    for budget in (1, 500, 20000):  # one Gaussian at a time, partial frames, several frames
+        chunked = rasterize_torch(means, scales, rotations, amplitudes, 16, 16, 7, chunk_elements=budget)
+        torch.testing.assert_close(chunked, whole)
+    dense = rasterize_torch(means, scales, rotations, amplitudes, 16, 16, None)
+    torch.testing.assert_close(rasterize_torch(means, scales, rotations, amplitudes, 16, 16, None, chunk_elements=300), dense)
+
+
+def test_large_n_and_frames_stay_bounded():
+    """2000 Gaussians on 64 frames with the default budget: renders without materialising everything."""
+    means, scales, rotations, amplitudes = random_gaussians((64,), 2000, 2, dtype=torch.float32, seed=1)
+    out = rasterize_gaussians(means, scales, rotations, amplitudes, 32, 32, kernel_size=15)
+    assert out.shape == (64, 2, 32, 32) and torch.isfinite(out).all()
+
+
+def test_float32_matches_float64():
+    means, scales, rotations, amplitudes = random_gaussians((3,), 40, 3, seed=5)
+    ref = rasterize_gaussians(means, scales, rotations, amplitudes, 20, 24, 9)
+    out = rasterize_gaussians(*(t.float() for t in (means, scales, rotations, amplitudes)), 20, 24, 9)
+    assert out.dtype == torch.float32
+    assert ((out.double() - ref).norm() / ref.norm()).item() < 1e-6
+
+
+def test_half_precision_inputs_are_computed_in_float32():
+    means, scales, rotations, amplitudes = random_gaussians((2,), 10, 1, dtype=torch.float32, seed=6)
+    out = rasterize_gaussians(means, scales, rotations, amplitudes.to(torch.bfloat16), 8, 8, 5)
+    assert out.dtype == torch.bfloat16
+    ref = rasterize_gaussians(means, scales, rotations, amplitudes.to(torch.bfloat16).float(), 8, 8, 5)
+    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("kernel_size", [5, None])
+def test_gradcheck_all_inputs(kernel_size):
+    means, scales, rotations, amplitudes = random_gaussians((2,), 3, 2, spread=0.8, seed=11)
+    inputs = [t.clone().requires_grad_() for t in (means, scales, rotations, amplitudes)]
+
+    def fn(m, s, r, a):
+        return rasterize_gaussians(m, s, r, a, 7, 6, kernel_size, backend="torch")
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_every_input_receives_gradient():
+    means, scales, rotations, amplitudes = random_gaussians((2,), 4, 3, spread=0.5, seed=2)
+    inputs = [t.clone().requires_grad_() for t in (means, scales, rotations, amplitudes)]
+    rasterize_gaussians(*inputs, 10, 10, 7).square().sum().backward()
+    for name, t in zip(("means", "scales", "rotations", "amplitudes"), inputs):
+        assert t.grad is not None and t.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda a: {**a, "means": a["means"][..., :1]}, "means must have shape"),
+        (lambda a: {**a, "scales": a["scales"][:, :2]}, "scales must have shape"),
+        (lambda a: {**a, "rotations": a["rotations"][..., None]}, "rotations must have shape"),
+        (lambda a: {**a, "amplitudes": a["amplitudes"][..., :0]}, "amplitudes must have shape"),
+        (lambda a: {**a, "scales": -a["scales"]}, "scales must be finite and > 0"),
+        (lambda a: {**a, "scales": a["scales"].clone().fill_(float("nan"))}, "scales must be finite and > 0"),
+        (lambda a: {**a, "kernel_size": 4}, "kernel_size must be an odd positive int"),
+        (lambda a: {**a, "kernel_size": 0}, "kernel_size must be an odd positive int"),
+        (lambda a: {**a, "height": 0}, "height must be a positive int"),
+        (lambda a: {**a, "backend": "triton"}, "backend must be one of"),
+        (lambda a: {**a, "backend": "cuda"}, "backend='cuda' needs tensors on a CUDA device"),
+    ],
+)
+def test_bad_arguments_name_what_was_expected(change, message):
+    means, scales, rotations, amplitudes = random_gaussians((2,), 3, 2, seed=0)
+    args = dict(means=means, scales=scales, rotations=rotations, amplitudes=amplitudes, height=8, width=8,
+                kernel_size=5, backend="torch")
+    with pytest.raises(ValueError, match=message):
+        rasterize_gaussians(**change(args))
