@@ -6,7 +6,6 @@ can point at).
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.metrics import ssim as kornia_ssim

@@ -50,17 +50,17 @@ class PDRModel(nn.Module):
         extra = {}
         if getattr(self.backbone, "uses_targets", False) and self.training:
             extra = {"targets": targets, "step": step}
-        per_call = self.backbone.frames_per_call
         chunks, produced, window = [], 0, x
         while produced < self.out_frames:
             y = self._predict_chunk(window, extra)
+            if y.dim() != 5 or y.shape[1] < 1:
+                raise RuntimeError(f"backbone {type(self.backbone).__name__} returned {tuple(y.shape)}, "
+                                   "expected (B, T, C, H, W) with T >= 1")
             take = min(y.shape[1], self.out_frames - produced)
             chunks.append(y[:, :take])
             produced += take
             if produced < self.out_frames:
                 window = torch.cat([window, y], dim=1)[:, -self.in_frames:]
-            if per_call < 1:
-                raise RuntimeError("backbone predicted no frames")
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
     def parameter_summary(self) -> dict[str, int]:

@@ -9,7 +9,6 @@ One function, several backends that compute the same thing:
 """
 from __future__ import annotations
 
-import logging
 import warnings
 
 import torch
@@ -19,7 +18,6 @@ from ._checks import check_gaussians, check_image_size, check_kernel_size
 from ._torch import rasterize_torch
 
 BACKENDS = ("auto", "torch", "cuda")
-_log = logging.getLogger(__name__)
 _warned_fallback = False
 
 
@@ -94,7 +92,7 @@ def rasterize_gaussians(
     kernel_size = check_kernel_size(kernel_size)
     chosen = _resolve_backend(backend, means.device)
 
-    n, channels = means.shape[-2], amplitudes.shape[-1]
+    channels = amplitudes.shape[-1]
     out_dtype = amplitudes.dtype
     compute_dtype = torch.float64 if torch.float64 in {means.dtype, scales.dtype, rotations.dtype, out_dtype} else torch.float32
     flat = [
