@@ -22,6 +22,10 @@ class Backbone(nn.Module):
     Backbones that use ground truth during training (scheduled sampling) set
     ``uses_targets = True`` and accept ``targets`` (B, T_out, C, H, W) and ``step`` (int)
     keywords; the training loop passes them only in training mode.
+
+    Backbones with losses of their own (a KL term, a flow loss) return them from
+    ``auxiliary_losses()`` as named scalar tensors of the last forward call; the training loop
+    adds them to the configured loss and logs each one.
     """
 
     feature_channels: int | None = None
@@ -33,6 +37,10 @@ class Backbone(nn.Module):
             raise ValueError(f"in_shape must be (T_in, C, H, W), got {tuple(in_shape)}")
         self.in_shape = tuple(int(v) for v in in_shape)
         self.out_frames = int(out_frames)
+
+    def auxiliary_losses(self) -> dict:
+        """Named scalar losses of the last forward call (already weighted), {} by default."""
+        return {}
 
     @property
     def frames_per_call(self) -> int:

@@ -77,7 +77,14 @@ SCHEMA: dict[str, Any] = {
         "val_every": _f(int, 1, help="validate every this many epochs"),
         "max_val_batches": _f((int, NONE), None),
         "deterministic": _f(bool, False),
-        "monitor": _f(str, "val/mse", help="validation metric that picks the best checkpoint (lower is better)"),
+        "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (psnr/ssim: higher is better)"),
+        "precision": _f(str, "fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision; fp16 uses a grad scaler"),
+        "accumulate_steps": _f(int, 1, help="micro-batches per optimizer step"),
+        "ema_decay": _f((float, NONE), None, help="keep an EMA of the weights (validated and saved) when set"),
+        "compile": _f(bool, False, help="torch.compile the model"),
+        "max_nonfinite_steps": _f(int, 5, help="stop after this many non-finite losses in a row"),
+        "save_every": _f((int, NONE), None, help="also write checkpoints/last.pt every this many steps"),
+        "tensorboard": _f(bool, True, help="write TensorBoard logs to <run>/tb when tensorboard is installed"),
     },
     "eval": {
         "metrics": _f(list, ["mse", "mae", "rmse", "psnr", "ssim", "lpips"]),
@@ -235,11 +242,10 @@ def apply_override(data: dict, key: str, value, origins: dict) -> None:
         elif not isinstance(child, dict):
             raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is a {type(child).__name__}, not a section")
         node = child
-    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-        node[parts[-1]] = _merge(node[parts[-1]], value, origins, "--set", key + ".")
-    else:
-        node[parts[-1]] = value
-    _mark(origins, key, value, "--set")
+    prefix = key[: -len(parts[-1])]
+    merged = _merge(node, {parts[-1]: value}, origins, "--set", prefix)  # same rules as a file's override
+    node[parts[-1]] = merged[parts[-1]]
+    origins[key] = "--set"
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate: bool = True) -> Config:

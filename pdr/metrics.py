@@ -171,6 +171,14 @@ class MetricAccumulator:
             value = self.lpips_model(prep(pred), prep(true))
         return value.reshape(b, t).cpu().double().numpy()
 
+    def all_reduce(self) -> None:
+        """Add up the sums of every process (under torch.distributed); a no-op in one process."""
+        from .engine.distributed import all_reduce_sum
+
+        for key in sorted(self._sums):
+            self._sums[key] = all_reduce_sum(torch.as_tensor(self._sums[key], dtype=torch.float64)).numpy()
+        self._count = int(all_reduce_sum(torch.tensor(float(self._count), dtype=torch.float64)).item())
+
     def compute(self, per_frame: bool = False) -> dict:
         """Mean of every metric over all samples and frames; with per_frame, also a (T,) curve per metric."""
         if not self._count:

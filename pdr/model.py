@@ -63,6 +63,15 @@ class PDRModel(nn.Module):
                 window = torch.cat([window, y], dim=1)[:, -self.in_frames:]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
+    def auxiliary_losses(self) -> dict:
+        """Losses the backbone and adapter computed in the last forward call (e.g. an ELBO's KL term)."""
+        out = {}
+        for part in (self.backbone, self.adapter):
+            hook = getattr(part, "auxiliary_losses", None)
+            if callable(hook):
+                out.update(hook())
+        return out
+
     def parameter_summary(self) -> dict[str, int]:
         return {"backbone": count_parameters(self.backbone), "adapter": count_parameters(self.adapter)}
 

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+sys.path.insert(0, str(Path(__file__).parent / "support"))  # test-only registry entries (tiny_backbones)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The training engine in-process: budget, checkpoints, exact resume, refusing to clobber a run."""
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +78,58 @@ def test_non_finite_loss_skips_the_update(tmp_path, repo, tiny_overrides, caplog
     for k, v in trainer.model.state_dict().items():
         if v.is_floating_point() and "running" not in k:
             torch.testing.assert_close(v, before[k], msg=k)
+
+
+def conv_cfg(tmp_path, *extra):
+    """A BatchNorm- and dropout-free backbone (tests/support/tiny_backbones.py) on advected_fields."""
+    return load_config(Path(__file__).parents[1] / "configs" / "advected_fields" / "simvp.yaml", [
+        "imports=[tiny_backbones]", "model.backbone={name: test_convnet, width: 8}", "data.num_train=16",
+        "data.num_val=4", "train.log_every=1", *extra])
+
+
+def test_repeated_non_finite_losses_stop_the_run_and_keep_the_checkpoint(tmp_path):
+    from pdr.engine.trainer import NonFiniteLossError
+
+    trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=12", "train.max_nonfinite_steps=3"),
+                      tmp_path / "run", show_progress=False)
+    loss_fn = trainer.loss_fn
+
+    def nan_after_four(pred, target):
+        terms = loss_fn(pred, target)
+        if trainer.global_step >= 4 and trainer.model.training:
+            terms["mse"] = terms["mse"] * float("inf")
+            terms["loss"] = terms["mse"]
+        return terms
+
+    trainer.loss_fn = nan_after_four
+    with pytest.raises(NonFiniteLossError, match=r"stopped at step 6: 3 non-finite losses in a row \(terms: mse"):
+        trainer.fit()
+    from pdr.engine import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["global_step"] == 4  # epoch end before the NaNs
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    big = Trainer(conv_cfg(tmp_path, "data.batch_size=8", "train.max_steps=3"), tmp_path / "big", show_progress=False)
+    big.fit()
+    acc = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.accumulate_steps=2", "train.max_steps=3"),
+                  tmp_path / "acc", show_progress=False)
+    acc.fit()
+    for (name, a), b in zip(big.model.state_dict().items(), acc.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_bf16_ema_and_tensorboard(tmp_path):
+    trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=4", "train.precision=bf16",
+                               "train.ema_decay=0.5"), tmp_path / "run", show_progress=False)
+    result = trainer.fit()
+    assert torch.isfinite(torch.tensor(result["val/mse"]))
+    from pdr.engine import load_checkpoint
+
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    key = "backbone.net.0.weight"
+    assert torch.equal(best["model"][key], last["ema"][key]) or best["global_step"] < last["global_step"]
+    assert not torch.equal(last["ema"][key], last["model"][key])  # the EMA lags the weights
+    events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

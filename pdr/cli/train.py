@@ -2,6 +2,10 @@
 
     python tools/train.py --config configs/bouncing_sprites/simvp_predgs.yaml \
         [--set train.epochs=5 ...] [--work-dir runs/x] [--device cpu] [--seed 1] [--resume | --overwrite]
+
+Several processes or machines: the same command under torchrun, e.g.
+    torchrun --nproc_per_node 4 tools/train.py --config ...
+(data.batch_size is the global batch, split between the processes).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="run folder (default: runs/<config folder>/<config name>)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device of the config (auto)")
     p.add_argument("--seed", type=int, help="overrides train.seed")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="overrides train.precision")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --work-dir from checkpoints/last.pt")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --work-dir and start over")
@@ -40,14 +45,21 @@ def main(argv=None) -> int:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
+    if args.precision is not None:
+        overrides.append(f"train.precision={args.precision}")
     cfg = load_config(args.config, overrides)
     from ..engine import Trainer  # after the config is known good: keeps bad-input errors fast
+    from ..engine.distributed import shutdown
 
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
-    trainer = Trainer(cfg, work_dir, device=args.device, resume=args.resume, overwrite=args.overwrite,
-                      show_progress=not args.no_progress)
-    result = trainer.fit()
-    print(json.dumps({"work_dir": str(work_dir), **{k: v for k, v in result.items()}}, default=float))
+    try:
+        trainer = Trainer(cfg, work_dir, device=args.device, resume=args.resume, overwrite=args.overwrite,
+                          show_progress=not args.no_progress)
+        result = trainer.fit()
+    finally:
+        shutdown()
+    if trainer.is_main:
+        print(json.dumps({"work_dir": str(work_dir), **result}, default=float))
     return 0
 
 

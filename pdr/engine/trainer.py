@@ -1,5 +1,9 @@
-"""The training loop: AdamW, a cosine or one-cycle schedule, validation each epoch,
-best/last checkpoints, a progress bar, a plain-text log and a metrics CSV.
+"""The training loop.
+
+AdamW and a one-cycle/cosine schedule, validation each epoch, best/last checkpoints,
+a progress bar, a plain-text log, a metrics CSV and TensorBoard. Runs unchanged under
+torchrun (DistributedDataParallel: NCCL on GPUs, gloo on CPUs), with mixed precision,
+gradient clipping and accumulation, an optional EMA of the weights and torch.compile.
 
 Run folder layout::
 
@@ -7,11 +11,16 @@ Run folder layout::
     <work_dir>/log.txt              what happened, readable
     <work_dir>/metrics.csv          one row per validation
     <work_dir>/curves.png           training loss and validation metrics per epoch
-    <work_dir>/checkpoints/last.pt  written atomically after every epoch (and on SIGTERM/SIGINT)
-    <work_dir>/checkpoints/best.pt  the best epoch by ``train.monitor``
+    <work_dir>/tb/                  TensorBoard events (scalars, learning rate, example predictions)
+    <work_dir>/checkpoints/last.pt  written atomically after every epoch, every ``train.save_every``
+                                    steps and on SIGTERM/SIGINT
+    <work_dir>/checkpoints/best.pt  the best validation by ``train.monitor``
+
+Only the first process (rank 0) writes files and logs.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -20,11 +29,12 @@ import random
 import shutil
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .. import __version__
@@ -34,11 +44,15 @@ from ..errors import CheckpointError, PDRError
 from ..losses import build_loss
 from ..metrics import MetricAccumulator
 from ..model import build_model
+from . import distributed as dist
 from .checkpoint import config_differences, load_checkpoint, save_checkpoint
+from .optim import build_optimizer, build_scheduler
+from .sampler import EpochBatchSampler
 
 log = logging.getLogger("pdr")
 HIGHER_IS_BETTER = {"psnr", "ssim"}
 VAL_METRICS = ("mse", "mae", "psnr", "ssim")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,67 +70,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """Shuffled batches whose order depends only on (seed, epoch), so a run can resume mid-epoch."""
-
-    def __init__(self, size: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = True):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.shuffle, self.drop_last = shuffle, drop_last and size >= batch_size
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def __len__(self) -> int:
-        return self.size // self.batch_size if self.drop_last else math.ceil(self.size / self.batch_size)
-
-    def __iter__(self):
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
-        else:
-            order = torch.arange(self.size)
-        for b in range(self.start_batch, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-
-
-def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    o = cfg["optim"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    if o["name"] == "adamw":
-        return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
-    if o["name"] == "adam":
-        return torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
-    return torch.optim.SGD(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=o["momentum"])
-
-
-def schedule_factor(cfg: Config, total_steps: int):
-    """LR multiplier per step: linear warm-up then cosine decay, constant, or a one-cycle shape
-    (cosine up from lr/25 over ``pct_start`` of the steps, then cosine down to lr/25e4, as torch's OneCycleLR)."""
-    s = cfg["schedule"]
-    warmup, floor = s["warmup_steps"], s["min_lr_ratio"]
-
-    def cosine(start: float, end: float, progress: float) -> float:
-        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-
-    def factor(step: int) -> float:
-        if s["name"] == "onecycle":
-            peak = max(1.0, s["pct_start"] * total_steps)
-            if step < peak:
-                return cosine(1 / 25, 1.0, step / peak)
-            return cosine(1.0, 1 / 25e4, (step - peak) / max(1.0, total_steps - peak))
-        if step < warmup:
-            return (step + 1) / warmup
-        if s["name"] == "constant":
-            return 1.0
-        return cosine(1.0, floor, (step - warmup) / max(1, total_steps - warmup))
-
-    return factor
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(cfg, total_steps))
 
 
 def prepare_run_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -140,65 +93,125 @@ def _attach_log_file(work_dir: Path) -> logging.Handler:
     return handler
 
 
+def _tensorboard_writer(work_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(work_dir / "tb"))
+
+
+class NonFiniteLossError(PDRError):
+    """Too many non-finite losses in a row."""
+
+
 class Trainer:
     """Trains the model a config describes into ``work_dir``."""
 
     def __init__(self, cfg: Config, work_dir: str | os.PathLike, device: str | None = None,
                  resume: bool = False, overwrite: bool = False, show_progress: bool = True):
         self.cfg = cfg
+        t, d = cfg["train"], cfg["data"]
         self.work_dir = Path(work_dir)
-        self.resume = resume
-        self.show_progress = show_progress
-        prepare_run_dir(self.work_dir, resume, overwrite)
-        self._log_handler = _attach_log_file(self.work_dir)
-        cfg.save(self.work_dir / "config.yaml")
+        self.dist, self.device = dist.init_distributed(resolve_device(device or t["device"]))
+        self.is_main = self.dist.is_main
+        self.show_progress = show_progress and self.is_main
+        self._log_handler = None
+        self.tb = None
+        if self.is_main:
+            prepare_run_dir(self.work_dir, resume, overwrite)
+            self._log_handler = _attach_log_file(self.work_dir)
+            cfg.save(self.work_dir / "config.yaml")
+        dist.barrier()
 
-        t = cfg["train"]
-        self.device = resolve_device(device or t["device"])
         seed_everything(t["seed"], t["deterministic"])
         self.train_set = build_dataset(cfg, "train")  # data problems first: they are the most common
         self.val_set = build_dataset(cfg, "val")
         if len(self.train_set) == 0:
             raise PDRError("the train split is empty (data.num_train or the data root)")
+
         self.model = build_model(cfg).to(self.device)
         self.loss_fn = build_loss(cfg["loss"])
-        d = cfg["data"]
-        self.sampler = EpochBatchSampler(len(self.train_set), d["batch_size"], t["seed"])
+        self.net = self._wrap_model(t)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.precision = t["precision"]
+        self.autocast_dtype = AUTOCAST_DTYPES.get(self.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ema = None
+        if t["ema_decay"] is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=t["ema_decay"])
+
+        self.accumulate = t["accumulate_steps"]
+        if self.accumulate < 1:
+            raise PDRError(f"train.accumulate_steps must be >= 1, got {self.accumulate}")
+        try:
+            self.sampler = EpochBatchSampler(len(self.train_set), d["batch_size"], t["seed"],
+                                             rank=self.dist.rank, world_size=self.dist.world_size)
+        except ValueError as exc:
+            raise PDRError(str(exc)) from None
         # Loaders get their own generators: starting an epoch must not draw from the global RNG that
         # dropout uses, or a resumed run would diverge from an uninterrupted one.
         self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=d["num_workers"],
                                        generator=torch.Generator().manual_seed(t["seed"]))
+        val_indices = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         self.val_loader = DataLoader(
-            self.val_set, batch_size=d["eval_batch_size"] or d["batch_size"], shuffle=False, num_workers=d["num_workers"],
-            generator=torch.Generator().manual_seed(t["seed"]),
+            Subset(self.val_set, val_indices), batch_size=d["eval_batch_size"] or d["batch_size"], shuffle=False,
+            num_workers=d["num_workers"], generator=torch.Generator().manual_seed(t["seed"]),
         )
-        self.steps_per_epoch = len(self.sampler)
+        self.steps_per_epoch = len(self.sampler) // self.accumulate
+        if self.steps_per_epoch < 1:
+            raise PDRError(f"an epoch of {len(self.sampler)} batches is shorter than train.accumulate_steps={self.accumulate}")
         self.total_steps = t["max_steps"] or t["epochs"] * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps)
         self.monitor = t["monitor"]
         self.higher_is_better = self.monitor.split("/")[-1] in HIGHER_IS_BETTER
         self.best = None
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+        self.nonfinite_in_a_row = 0
         self.history: list[dict] = []
         self._stop_signal = None
         counts = self.model.parameter_summary()
-        log.info(
-            "run %s: %s on %s, %d train / %d val sequences, %d steps (%d epochs of %d), parameters: backbone %s, adapter %s",
-            self.work_dir, cfg.filename, self.device, len(self.train_set), len(self.val_set), self.total_steps,
-            self.epochs, self.steps_per_epoch, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
+        self._info(
+            "run %s: %s on %s (%d process%s), %d train / %d val sequences, %d steps (%d epochs of %d), "
+            "precision %s, parameters: backbone %s, adapter %s",
+            self.work_dir, cfg.filename, self.device, self.dist.world_size, "es" if self.dist.enabled else "",
+            len(self.train_set), len(self.val_set), self.total_steps, self.epochs, self.steps_per_epoch,
+            self.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
         if resume:
             self._load(self.work_dir / "checkpoints" / "last.pt")
+        if self.is_main and t["tensorboard"]:
+            self.tb = _tensorboard_writer(self.work_dir)
+
+    def _info(self, *args) -> None:
+        if self.is_main:
+            log.info(*args)
+
+    def _wrap_model(self, t: dict) -> torch.nn.Module:
+        net = self.model
+        if self.dist.enabled:
+            if self.device.type == "cuda":
+                net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if t["compile"]:
+            net = torch.compile(net)
+        return net
 
     # ------------------------------------------------------------------ checkpoints
 
     def _state(self) -> dict:
         return {
             "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
@@ -214,8 +227,16 @@ class Trainer:
             "pdr_version": __version__,
         }
 
-    def save(self, name: str) -> Path:
-        return save_checkpoint(self._state(), self.work_dir / "checkpoints" / f"{name}.pt")
+    def save(self, name: str) -> Path | None:
+        """Write checkpoints/<name>.pt atomically (rank 0 only). With an EMA, ``best`` holds the EMA weights."""
+        path = self.work_dir / "checkpoints" / f"{name}.pt"
+        if self.is_main:
+            state = self._state()
+            if name == "best" and self.ema is not None:
+                state["model"] = state["ema"]
+            save_checkpoint(state, path)
+        dist.barrier()
+        return path
 
     def _load(self, path: Path) -> None:
         if not path.is_file():
@@ -227,8 +248,12 @@ class Trainer:
                 f"--resume: {path} was written with a different config; differing keys:\n  " + "\n  ".join(diff)
             )
         self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.global_step, self.best, self.history = state["global_step"], state["best"], state.get("history", [])
         rng = state["rng"]
@@ -237,12 +262,22 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        log.info("resumed from %s at epoch %d, batch %d, step %d", path, self.epoch, self.batch_in_epoch, self.global_step)
+        self._info("resumed from %s at epoch %d, batch %d, step %d", path, self.epoch, self.batch_in_epoch,
+                   self.global_step)
 
     # ------------------------------------------------------------------ loop
 
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
+
+    def _should_stop(self) -> bool:
+        """Every process stops at the same step when any of them got a signal."""
+        flag = torch.tensor(float(self._stop_signal is not None))
+        if self.dist.enabled:
+            flag = dist.all_reduce_sum(flag)
+        if flag.item() and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return bool(flag.item())
 
     def fit(self) -> dict:
         """Train to the budget; returns the last validation metrics."""
@@ -252,83 +287,150 @@ class Trainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            log.removeHandler(self._log_handler)
-            self._log_handler.close()
+            if self._log_handler is not None:
+                log.removeHandler(self._log_handler)
+                self._log_handler.close()
+            if self.tb is not None:
+                self.tb.close()
 
     def _fit(self) -> dict:
         last_val: dict = self.history[-1] if self.history else {}
         while self.global_step < self.total_steps:
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.accumulate)
             train_loss = self._train_epoch()
             if self._stop_signal is not None:
                 path = self.save("last")
                 name = signal.Signals(self._stop_signal).name
-                log.info("%s received: saved %s at step %d; continue with --resume", name, path, self.global_step)
+                self._info("%s received: saved %s at step %d; continue with --resume", name, path, self.global_step)
                 raise KeyboardInterrupt(f"stopped by {name}; checkpoint saved to {path}")
             self.epoch += 1
             self.batch_in_epoch = 0
             if self.epoch % self.cfg["train"]["val_every"] == 0 or self.global_step >= self.total_steps:
                 last_val = self._validate(train_loss)
             self.save("last")
-        self._plot_curves()
+        if self.is_main:
+            self._plot_curves()
         return last_val
 
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _micro_step(self, x, y, sync: bool) -> dict:
+        """Forward and backward of one micro-batch; returns its loss terms. Skips backward when non-finite."""
+        context = contextlib.nullcontext() if sync or not self.dist.enabled else self.net.no_sync()
+        with context:
+            with self._autocast():
+                pred = self.net(x, targets=y, step=self.global_step)
+            terms = self.loss_fn(pred.float(), y)  # the loss (SSIM's convolutions) in float32
+            extra = {k: v.float() for k, v in self.model.auxiliary_losses().items()}
+            if extra:
+                terms = {**terms, **extra, "loss": terms["loss"] + sum(extra.values())}
+            bad = torch.tensor(float(not torch.isfinite(terms["loss"]).item()))
+            if self.dist.enabled:
+                bad = dist.all_reduce_sum(bad)
+            terms["nonfinite"] = bad
+            if not bad.item():
+                self.scaler.scale(terms["loss"] / self.accumulate).backward()
+        return terms
+
     def _train_epoch(self) -> float:
-        self.model.train()
+        self.net.train()
         t = self.cfg["train"]
         losses = []
-        bar = tqdm(
-            total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=not self.show_progress, leave=False, dynamic_ncols=True,
-        )
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                   disable=not self.show_progress, leave=False, dynamic_ncols=True)
         start = time.perf_counter()
-        for x, y in self.train_loader:
-            if self.global_step >= self.total_steps or self._stop_signal is not None:
+        batches = iter(self.train_loader)
+        while self.batch_in_epoch < self.steps_per_epoch and self.global_step < self.total_steps:
+            if self._should_stop():
                 break
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            pred = self.model(x, targets=y, step=self.global_step)
-            terms = self.loss_fn(pred, y)
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                bad = [k for k, v in terms.items() if k != "loss" and not torch.isfinite(v)]
-                log.warning("step %d: non-finite loss (terms: %s); update skipped", self.global_step, ", ".join(bad) or "loss")
-                self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            skipped, step_terms = False, []
+            for micro in range(self.accumulate):
+                x, y = next(batches)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                terms = self._micro_step(x, y, sync=micro == self.accumulate - 1)
+                step_terms.append(terms)
+                skipped |= bool(terms["nonfinite"].item())
+            terms = {k: torch.stack([s[k].detach().float() for s in step_terms]).mean() for k in step_terms[0]
+                     if k != "nonfinite"}
+            if skipped:
+                self._on_nonfinite(step_terms)
             else:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self.nonfinite_in_a_row = 0
+                self.scaler.unscale_(self.optimizer)
                 if self.cfg["optim"]["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["optim"]["grad_clip"])
-                self.optimizer.step()
-                losses.append(loss.item())
-            self.scheduler.step()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.ema is not None:
+                    self.ema.update(self.model, step=self.global_step)
+                losses.append(terms["loss"].item())
+            with warnings.catch_warnings():  # a skipped update still advances the schedule: keep it on step
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                self.scheduler.step()
             self.global_step += 1
             self.batch_in_epoch += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            lr = self.scheduler.get_last_lr()[0]
+            bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.2e}")
             if self.global_step % t["log_every"] == 0:
-                parts = " ".join(f"{k}={v.item():.5f}" for k, v in terms.items())
-                log.info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1, parts,
-                         self.scheduler.get_last_lr()[0])
+                self._info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1,
+                           " ".join(f"{k}={v.item():.5f}" for k, v in terms.items()), lr)
+                if self.tb is not None:
+                    for k, v in terms.items():
+                        self.tb.add_scalar(f"train/{k}", v.item(), self.global_step)
+                    self.tb.add_scalar("train/lr", lr, self.global_step)
+            if t["save_every"] and self.global_step % t["save_every"] == 0:
+                self.save("last")
         bar.close()
         mean_loss = float(np.mean(losses)) if losses else float("nan")
-        log.info("epoch %d done: mean train loss %.5f in %.1fs", self.epoch + 1, mean_loss, time.perf_counter() - start)
+        self._info("epoch %d done: mean train loss %.5f in %.1fs", self.epoch + 1, mean_loss,
+                   time.perf_counter() - start)
         return mean_loss
+
+    def _on_nonfinite(self, step_terms: list[dict]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_a_row += 1
+        bad = sorted({k for s in step_terms for k, v in s.items()
+                      if k not in ("loss", "nonfinite") and not torch.isfinite(v).all()})
+        log.warning("step %d: non-finite loss (terms: %s); update skipped (%d in a row)", self.global_step,
+                    ", ".join(bad) or "loss", self.nonfinite_in_a_row)
+        limit = self.cfg["train"]["max_nonfinite_steps"]
+        if self.nonfinite_in_a_row >= limit:
+            last = self.work_dir / "checkpoints" / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"stopped at step {self.global_step}: {self.nonfinite_in_a_row} non-finite losses in a row "
+                f"(terms: {', '.join(bad) or 'loss'}; train.max_nonfinite_steps={limit}); {kept}. Lower optim.lr, "
+                "set optim.grad_clip or check the data"
+            )
 
     @torch.no_grad()
     def evaluate_split(self, loader: DataLoader, max_batches: int | None = None) -> dict:
-        self.model.eval()
-        acc = MetricAccumulator(VAL_METRICS, mean=loader.dataset.mean, std=loader.dataset.std)
-        total, count = 0.0, 0
+        """Loss and metrics of the EMA (or plain) model on ``loader``, summed over every process."""
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        dataset = loader.dataset.dataset if isinstance(loader.dataset, Subset) else loader.dataset
+        acc = MetricAccumulator(VAL_METRICS, mean=dataset.mean, std=dataset.std)
+        total = torch.zeros(2, dtype=torch.float64)
+        example = None
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             x, y = x.to(self.device), y.to(self.device)
-            pred = self.model(x)
-            total += self.loss_fn(pred, y)["loss"].item() * x.shape[0]
-            count += x.shape[0]
+            with self._autocast():
+                pred = model(x).float()
+            total += torch.tensor([self.loss_fn(pred, y)["loss"].item() * x.shape[0], x.shape[0]], dtype=torch.float64)
             acc.update(pred, y)
-        res = {"loss": total / max(count, 1), **acc.compute()}
-        return res
+            if example is None:
+                example = (y[0].cpu(), pred[0].cpu())
+        total = dist.all_reduce_sum(total)
+        acc.all_reduce()
+        self._last_example = example
+        return {"loss": (total[0] / total[1].clamp(min=1)).item(), **acc.compute()}
 
     def _validate(self, train_loss: float) -> dict:
         res = self.evaluate_split(self.val_loader, self.cfg["train"]["max_val_batches"])
@@ -339,14 +441,30 @@ class Trainer:
         value = row[self.monitor]
         improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
         self.history.append(row)
-        self._write_csv(row)
-        log.info("validation epoch %d: %s", self.epoch, " ".join(f"{k}={v:.5g}" for k, v in row.items()
-                                                                   if k.startswith("val/")))
+        if self.is_main:
+            self._write_csv(row)
+            self._log_tensorboard(row)
+        self._info("validation epoch %d: %s", self.epoch,
+                   " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
         if improved:
             self.best = value
             self.save("best")
-            log.info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
+            self._info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
         return row
+
+    def _log_tensorboard(self, row: dict) -> None:
+        if self.tb is None:
+            return
+        for k, v in row.items():
+            if k.startswith("val/"):
+                self.tb.add_scalar(k, v, self.global_step)
+        if getattr(self, "_last_example", None) is not None:
+            truth, pred = self._last_example  # (T, C, H, W)
+            frames = torch.cat([truth, pred.clamp(0, 1)], dim=0)
+            if frames.shape[1] not in (1, 3):
+                frames = frames[:, :1]
+            self.tb.add_images("val/truth_then_prediction", frames.clamp(0, 1), self.global_step)
+        self.tb.flush()
 
     def _write_csv(self, row: dict) -> None:
         path = self.work_dir / "metrics.csv"
