@@ -133,3 +133,32 @@ def test_bf16_ema_and_tensorboard(tmp_path):
     assert not torch.equal(last["ema"][key], last["model"][key])  # the EMA lags the weights
     events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_torch_compile_option_trains(tmp_path):
+    trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=2", "train.compile=true",
+                               "train.tensorboard=false"), tmp_path / "run", show_progress=False)
+    result = trainer.fit()
+    assert trainer.global_step == 2 and torch.isfinite(torch.tensor(result["val/loss"]))
+
+
+def test_full_disk_during_training_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from pdr.engine import load_checkpoint
+
+    trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=8", "train.tensorboard=false"),
+                      tmp_path / "run", show_progress=False)
+    trainer.total_steps = 4
+    trainer.fit()  # last.pt at step 4
+    trainer.total_steps = 8
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(CheckpointError, match="No space left on device; the previous one is intact"):
+        trainer.fit()
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["global_step"] == 4
