@@ -19,24 +19,35 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
 
 
-@LOSSES.register("mse")
-class MSELoss(nn.Module):
-    """Mean squared error over every element."""
+class _ElementwiseLoss(nn.Module):
+    """Mean of an elementwise error over every element, logged under its own name."""
+
+    name = ""
+
+    @staticmethod
+    def error(pred: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         _check_pair(pred, target)
-        mse = F.mse_loss(pred, target)
-        return {"loss": mse, "mse": mse}
+        value = self.error(pred, target)
+        return {"loss": value, self.name: value}
+
+
+@LOSSES.register("mse")
+class MSELoss(_ElementwiseLoss):
+    """Mean squared error over every element."""
+
+    name = "mse"
+    error = staticmethod(F.mse_loss)
 
 
 @LOSSES.register("l1")
-class L1Loss(nn.Module):
+class L1Loss(_ElementwiseLoss):
     """Mean absolute error over every element."""
 
-    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
-        _check_pair(pred, target)
-        l1 = F.l1_loss(pred, target)
-        return {"loss": l1, "l1": l1}
+    name = "l1"
+    error = staticmethod(F.l1_loss)
 
 
 def ssim_per_frame(pred: Tensor, target: Tensor, window_size: int = 11, data_range: float = 1.0) -> Tensor:

@@ -16,6 +16,19 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, path: str | Path, title: str, dpi: int) -> Path:
+    """Title, tight layout, write the PNG (creating its folder), close the figure."""
+    plt = _pyplot()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _displayable(frame: np.ndarray) -> tuple[np.ndarray, str | None]:
     """(C, H, W) -> an image for imshow and its colormap (RGB for 3 channels, else channel 0)."""
     if frame.shape[0] == 3:
@@ -54,17 +67,10 @@ def save_prediction_grid(
                 else:
                     ax.axis("off")
                 if c == 0:
-                    ax.set_ylabel(label if k == 0 else f"{label}", fontsize=7)
+                    ax.set_ylabel(label, fontsize=7)
                 if k == 0 and r == 0:
                     ax.set_title(f"t={c + 1}", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, title, dpi=90)
 
 
 def save_metric_curves(path: str | Path, curves: dict[str, Sequence[float]], title: str = "") -> Path:
@@ -78,11 +84,18 @@ def save_metric_curves(path: str | Path, curves: dict[str, Sequence[float]], tit
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted frame", fontsize=8)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, title, dpi=100)
+
+
+def save_training_curves(path: str | Path, history: list[dict],
+                         keys: Sequence[str] = ("train/loss", "val/loss", "val/mse", "val/psnr", "val/ssim")) -> Path:
+    """One panel per logged value against the epoch; ``history`` holds the rows of metrics.csv."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, "", dpi=100)

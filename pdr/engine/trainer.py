@@ -44,6 +44,7 @@ from ..errors import CheckpointError, PDRError
 from ..losses import build_loss
 from ..metrics import MetricAccumulator
 from ..model import build_model
+from ..visualize import save_training_curves
 from . import distributed as dist
 from .checkpoint import config_differences, load_checkpoint, save_checkpoint
 from .optim import build_optimizer, build_scheduler
@@ -476,21 +477,5 @@ class Trainer:
             writer.writerow(row)
 
     def _plot_curves(self) -> None:
-        if not self.history:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        epochs = [r["epoch"] for r in self.history]
-        keys = ["train/loss", "val/loss", "val/mse", "val/psnr", "val/ssim"]
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
-        for ax, key in zip(axes, keys):
-            ax.plot(epochs, [r.get(key, float("nan")) for r in self.history], marker="o")
-            ax.set_title(key)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.work_dir / "curves.png", dpi=100)
-        plt.close(fig)
+        if self.history:
+            save_training_curves(self.work_dir / "curves.png", self.history)

@@ -1,5 +1,4 @@
 """A backbone for engine tests: no BatchNorm (whose statistics differ per process by design) and no dropout."""
-import torch
 from torch import nn
 
 from pdr.backbones import Backbone
