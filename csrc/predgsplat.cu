@@ -1,0 +1,387 @@
+// predgsplat: CUDA kernels of pdr.render.rasterize_gaussians (see docs/renderer.md and
+// docs/renderer-cuda.md). Forward and backward, any N, any C, any K (or none), any number
+// of frames in one launch.
+//
+// Parallelisation: one thread block per (frame, 16x16 pixel tile, channel chunk), one thread
+// per pixel. The block walks the frame's Gaussians in batches of kBatch: each thread loads one
+// Gaussian, derives its pixel centre, conic and window, and appends it to a shared list when its
+// window overlaps the tile. Every thread then evaluates its pixel against the listed Gaussians.
+//  * forward: each pixel accumulates its CHUNK channels in registers and writes them once:
+//    every output element is written exactly once, no atomics, deterministic.
+//  * backward: each pixel computes its share of the gradient of every listed Gaussian, the
+//    block's warps reduce those shares with shuffles, and one lane per warp adds them to a
+//    float32 buffer with atomicAdd (order of additions varies: results vary in the last bits).
+//    A second small kernel turns d(px, py, conic) into d(means, scales, rotations).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cuda_runtime.h>
+
+namespace {
+
+constexpr int kTile = 16;                 // tile side in pixels
+constexpr int kThreads = kTile * kTile;   // one thread per pixel of the tile
+constexpr int kBatch = kThreads;          // Gaussians loaded per round, one per thread
+constexpr int kNoWindow = 0;              // kernel_size 0 means every pixel
+
+struct Geometry {
+  float px, py;     // centre in pixel coordinates
+  float a, b, c;    // conic: d^T Sigma^-1 d = a dx^2 + 2 b dx dy + c dy^2
+  int x0, x1, y0, y1;  // window, inclusive, before clipping to the image
+};
+
+__device__ __forceinline__ Geometry make_geometry(const float* __restrict__ means, const float* __restrict__ scales,
+                                                  const float* __restrict__ rotations, long g, int height, int width,
+                                                  int radius) {
+  Geometry out;
+  // Same operations and order as the torch backend, so the window (a floor) agrees with it.
+  out.px = (means[2 * g] + 1.0f) * (static_cast<float>(width) / 2.0f) - 0.5f;
+  out.py = (means[2 * g + 1] + 1.0f) * (static_cast<float>(height) / 2.0f) - 0.5f;
+  float s, co;
+  sincosf(rotations[g], &s, &co);
+  const float ix = 1.0f / (scales[2 * g] * scales[2 * g]);
+  const float iy = 1.0f / (scales[2 * g + 1] * scales[2 * g + 1]);
+  out.a = co * co * ix + s * s * iy;
+  out.b = co * s * (ix - iy);
+  out.c = s * s * ix + co * co * iy;
+  if (radius < 0) {  // no window
+    out.x0 = out.y0 = -0x3fffffff;
+    out.x1 = out.y1 = 0x3fffffff;
+  } else {
+    const int cx = static_cast<int>(floorf(out.px + 0.5f));
+    const int cy = static_cast<int>(floorf(out.py + 0.5f));
+    out.x0 = cx - radius;
+    out.x1 = cx + radius;
+    out.y0 = cy - radius;
+    out.y1 = cy + radius;
+  }
+  return out;
+}
+
+// Loads Gaussians [start, start + kBatch) of frame f and keeps those whose window meets the
+// tile (clipped to the image). Returns how many were kept; they are in list[0..count).
+template <int CHUNK>
+__device__ int gather_batch(const float* __restrict__ means, const float* __restrict__ scales,
+                            const float* __restrict__ rotations, const float* __restrict__ amplitudes, long frame,
+                            int n, int channels, int c0, int start, int height, int width, int radius, int tx0,
+                            int ty0, Geometry* list, int* ids, float* amps, int* count) {
+  const int t = threadIdx.x;
+  if (t == 0) *count = 0;
+  __syncthreads();
+  const int i = start + t;
+  if (i < n) {
+    const long g = frame * n + i;
+    Geometry geo = make_geometry(means, scales, rotations, g, height, width, radius);
+    const int lx = max(geo.x0, max(tx0, 0)), hx = min(geo.x1, min(tx0 + kTile - 1, width - 1));
+    const int ly = max(geo.y0, max(ty0, 0)), hy = min(geo.y1, min(ty0 + kTile - 1, height - 1));
+    if (lx <= hx && ly <= hy) {
+      const int slot = atomicAdd(count, 1);
+      list[slot] = geo;
+      ids[slot] = i;
+#pragma unroll
+      for (int k = 0; k < CHUNK; ++k) {
+        const int ch = c0 + k;
+        amps[slot * CHUNK + k] = ch < channels ? amplitudes[g * channels + ch] : 0.0f;
+      }
+    }
+  }
+  __syncthreads();
+  return *count;
+}
+
+__device__ __forceinline__ bool in_window(const Geometry& geo, int x, int y) {
+  return x >= geo.x0 && x <= geo.x1 && y >= geo.y0 && y <= geo.y1;
+}
+
+template <int CHUNK>
+__global__ void __launch_bounds__(kThreads) forward_kernel(
+    const float* __restrict__ means, const float* __restrict__ scales, const float* __restrict__ rotations,
+    const float* __restrict__ amplitudes, float* __restrict__ out, int n, int channels, int height, int width,
+    int radius, int tiles_x, int tiles_per_frame) {
+  __shared__ Geometry list[kBatch];
+  __shared__ int ids[kBatch];
+  __shared__ float amps[kBatch * CHUNK];
+  __shared__ int count;
+
+  const long frame = blockIdx.x / tiles_per_frame;
+  const int tile = blockIdx.x % tiles_per_frame;
+  const int tx0 = (tile % tiles_x) * kTile, ty0 = (tile / tiles_x) * kTile;
+  const int x = tx0 + threadIdx.x % kTile, y = ty0 + threadIdx.x / kTile;
+  const int c0 = blockIdx.y * CHUNK;
+  const float fx = static_cast<float>(x), fy = static_cast<float>(y);
+
+  float acc[CHUNK];
+#pragma unroll
+  for (int k = 0; k < CHUNK; ++k) acc[k] = 0.0f;
+
+  for (int start = 0; start < n; start += kBatch) {
+    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, frame, n, channels, c0, start, height,
+                                         width, radius, tx0, ty0, list, ids, amps, &count);
+    for (int j = 0; j < kept; ++j) {
+      const Geometry& geo = list[j];
+      if (!in_window(geo, x, y)) continue;
+      const float dx = fx - geo.px, dy = fy - geo.py;
+      const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
+      const float w = __expf(-0.5f * q);
+#pragma unroll
+      for (int k = 0; k < CHUNK; ++k) acc[k] += w * amps[j * CHUNK + k];
+    }
+    __syncthreads();  // the list is rebuilt by the next round
+  }
+  if (x < width && y < height) {
+#pragma unroll
+    for (int k = 0; k < CHUNK; ++k) {
+      const int ch = c0 + k;
+      if (ch < channels) out[((frame * channels + ch) * height + y) * width + x] = acc[k];
+    }
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// grad_geometry: (F, N, 5) for d/d(px, py, a, b, c); grad_amplitudes: (F, N, C).
+template <int CHUNK>
+__global__ void __launch_bounds__(kThreads) backward_kernel(
+    const float* __restrict__ means, const float* __restrict__ scales, const float* __restrict__ rotations,
+    const float* __restrict__ amplitudes, const float* __restrict__ grad_out, float* __restrict__ grad_geometry,
+    float* __restrict__ grad_amplitudes, int n, int channels, int height, int width, int radius, int tiles_x,
+    int tiles_per_frame) {
+  __shared__ Geometry list[kBatch];
+  __shared__ int ids[kBatch];
+  __shared__ float amps[kBatch * CHUNK];
+  __shared__ int count;
+
+  const long frame = blockIdx.x / tiles_per_frame;
+  const int tile = blockIdx.x % tiles_per_frame;
+  const int tx0 = (tile % tiles_x) * kTile, ty0 = (tile / tiles_x) * kTile;
+  const int x = tx0 + threadIdx.x % kTile, y = ty0 + threadIdx.x / kTile;
+  const int c0 = blockIdx.y * CHUNK;
+  const bool on_image = x < width && y < height;
+  const float fx = static_cast<float>(x), fy = static_cast<float>(y);
+  const int lane = threadIdx.x & 31;
+
+  float g[CHUNK];
+#pragma unroll
+  for (int k = 0; k < CHUNK; ++k) {
+    const int ch = c0 + k;
+    g[k] = (on_image && ch < channels) ? grad_out[((frame * channels + ch) * height + y) * width + x] : 0.0f;
+  }
+
+  for (int start = 0; start < n; start += kBatch) {
+    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, frame, n, channels, c0, start, height,
+                                         width, radius, tx0, ty0, list, ids, amps, &count);
+    for (int j = 0; j < kept; ++j) {
+      const Geometry& geo = list[j];
+      const bool inside = on_image && in_window(geo, x, y);
+      if (!__any_sync(0xffffffffu, inside)) continue;  // warp-uniform: the whole warp is outside
+      float d_px = 0.f, d_py = 0.f, d_a = 0.f, d_b = 0.f, d_c = 0.f, w = 0.f;
+      if (inside) {
+        const float dx = fx - geo.px, dy = fy - geo.py;
+        const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
+        w = __expf(-0.5f * q);
+        float d_w = 0.f;
+#pragma unroll
+        for (int k = 0; k < CHUNK; ++k) d_w += g[k] * amps[j * CHUNK + k];
+        const float d_q = -0.5f * w * d_w;
+        d_a = d_q * dx * dx;
+        d_b = d_q * 2.0f * dx * dy;
+        d_c = d_q * dy * dy;
+        d_px = -d_q * 2.0f * (geo.a * dx + geo.b * dy);
+        d_py = -d_q * 2.0f * (geo.b * dx + geo.c * dy);
+      }
+      const long gid = frame * n + ids[j];
+      float partial[5] = {d_px, d_py, d_a, d_b, d_c};
+#pragma unroll
+      for (int v = 0; v < 5; ++v) {
+        const float total = warp_sum(partial[v]);
+        if (lane == 0 && total != 0.f) atomicAdd(&grad_geometry[gid * 5 + v], total);
+      }
+      if (grad_amplitudes != nullptr) {
+#pragma unroll
+        for (int k = 0; k < CHUNK; ++k) {
+          const float total = warp_sum(w * g[k]);
+          const int ch = c0 + k;
+          if (lane == 0 && ch < channels && total != 0.f) atomicAdd(&grad_amplitudes[gid * channels + ch], total);
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// d(px, py, a, b, c) -> d(means), d(scales), d(rotations), one thread per Gaussian.
+__global__ void geometry_chain_kernel(const float* __restrict__ scales, const float* __restrict__ rotations,
+                                      const float* __restrict__ grad_geometry, float* __restrict__ grad_means,
+                                      float* __restrict__ grad_scales, float* __restrict__ grad_rotations, long total,
+                                      int height, int width) {
+  const long g = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
+  if (g >= total) return;
+  const float* d = grad_geometry + g * 5;
+  grad_means[2 * g] = d[0] * (static_cast<float>(width) / 2.0f);
+  grad_means[2 * g + 1] = d[1] * (static_cast<float>(height) / 2.0f);
+  float s, co;
+  sincosf(rotations[g], &s, &co);
+  const float sx = scales[2 * g], sy = scales[2 * g + 1];
+  const float ix = 1.0f / (sx * sx), iy = 1.0f / (sy * sy);
+  // a = c^2 ix + s^2 iy, b = c s (ix - iy), c = s^2 ix + c^2 iy
+  const float d_ix = d[2] * co * co + d[3] * co * s + d[4] * s * s;
+  const float d_iy = d[2] * s * s - d[3] * co * s + d[4] * co * co;
+  grad_scales[2 * g] = d_ix * (-2.0f * ix / sx);
+  grad_scales[2 * g + 1] = d_iy * (-2.0f * iy / sy);
+  grad_rotations[g] = d[2] * 2.0f * co * s * (iy - ix) + d[3] * (co * co - s * s) * (ix - iy) +
+                      d[4] * 2.0f * co * s * (ix - iy);
+}
+
+// For tools/bench_render.py: every thread evaluates `iters` dependent-free exps in registers, the
+// same instruction mix as one Gaussian-pixel evaluation (a quadratic form and __expf).
+__global__ void exp_throughput_kernel(float* out, int iters) {
+  const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
+  float x = 1e-3f * static_cast<float>(threadIdx.x), y = 0.5f, acc = 0.f;
+  for (int k = 0; k < iters; ++k) {
+    const float q = 0.3f * x * x + 0.2f * x * y + 0.1f * y * y;
+    acc += __expf(-0.5f * q);
+    x += 1e-4f;
+  }
+  out[i] = acc;
+}
+
+int chunk_for(int channels) {
+  if (channels <= 1) return 1;
+  if (channels <= 2) return 2;
+  if (channels <= 3) return 3;
+  if (channels <= 4) return 4;
+  if (channels <= 8) return 8;
+  return 16;
+}
+
+void check_inputs(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
+                  const at::Tensor& amplitudes) {
+  for (const auto* t : {&means, &scales, &rotations, &amplitudes}) {
+    TORCH_CHECK(t->is_cuda(), "predgsplat: inputs must be CUDA tensors");
+    TORCH_CHECK(t->scalar_type() == at::kFloat, "predgsplat: inputs must be float32 (the wrapper converts)");
+    TORCH_CHECK(t->is_contiguous(), "predgsplat: inputs must be contiguous (the wrapper makes them so)");
+  }
+  TORCH_CHECK(means.dim() == 3 && means.size(2) == 2, "predgsplat: means must be (F, N, 2)");
+  TORCH_CHECK(scales.sizes() == means.sizes(), "predgsplat: scales must be (F, N, 2)");
+  TORCH_CHECK(rotations.dim() == 2 && rotations.size(0) == means.size(0) && rotations.size(1) == means.size(1),
+              "predgsplat: rotations must be (F, N)");
+  TORCH_CHECK(amplitudes.dim() == 3 && amplitudes.size(0) == means.size(0) && amplitudes.size(1) == means.size(1),
+              "predgsplat: amplitudes must be (F, N, C)");
+}
+
+struct Launch {
+  int tiles_x, tiles_per_frame, chunk, chunks;
+  dim3 grid;
+};
+
+Launch plan(long frames, int channels, int height, int width) {
+  Launch l;
+  l.tiles_x = (width + kTile - 1) / kTile;
+  l.tiles_per_frame = l.tiles_x * ((height + kTile - 1) / kTile);
+  l.chunk = chunk_for(channels);
+  l.chunks = (channels + l.chunk - 1) / l.chunk;
+  const long blocks = frames * l.tiles_per_frame;
+  TORCH_CHECK(blocks < 0x7fffffffL, "predgsplat: too many frames x tiles for one launch");
+  TORCH_CHECK(l.chunks < 65536, "predgsplat: too many channels");
+  l.grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(l.chunks));
+  return l;
+}
+
+#define PREDGSPLAT_DISPATCH_CHUNK(CHUNK_VALUE, ...) \
+  switch (CHUNK_VALUE) {                            \
+    case 1: { constexpr int CHUNK = 1; __VA_ARGS__; break; }  \
+    case 2: { constexpr int CHUNK = 2; __VA_ARGS__; break; }  \
+    case 3: { constexpr int CHUNK = 3; __VA_ARGS__; break; }  \
+    case 4: { constexpr int CHUNK = 4; __VA_ARGS__; break; }  \
+    case 8: { constexpr int CHUNK = 8; __VA_ARGS__; break; }  \
+    default: { constexpr int CHUNK = 16; __VA_ARGS__; break; } \
+  }
+
+}  // namespace
+
+at::Tensor predgsplat_forward(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
+                              const at::Tensor& amplitudes, int64_t height, int64_t width, int64_t kernel_size) {
+  check_inputs(means, scales, rotations, amplitudes);
+  const c10::cuda::CUDAGuard guard(means.device());
+  const long frames = means.size(0);
+  const int n = static_cast<int>(means.size(1)), channels = static_cast<int>(amplitudes.size(2));
+  auto out = at::empty({frames, channels, height, width}, amplitudes.options());
+  if (out.numel() == 0) return out;
+  if (n == 0) return out.zero_();
+  const int radius = kernel_size == kNoWindow ? -1 : static_cast<int>(kernel_size / 2);
+  const Launch l = plan(frames, channels, static_cast<int>(height), static_cast<int>(width));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  PREDGSPLAT_DISPATCH_CHUNK(l.chunk, forward_kernel<CHUNK><<<l.grid, kThreads, 0, stream>>>(
+      means.data_ptr<float>(), scales.data_ptr<float>(), rotations.data_ptr<float>(), amplitudes.data_ptr<float>(),
+      out.data_ptr<float>(), n, channels, static_cast<int>(height), static_cast<int>(width), radius, l.tiles_x,
+      l.tiles_per_frame));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::vector<at::Tensor> predgsplat_backward(const at::Tensor& means, const at::Tensor& scales,
+                                            const at::Tensor& rotations, const at::Tensor& amplitudes,
+                                            const at::Tensor& grad_out, int64_t kernel_size, bool need_amplitudes) {
+  check_inputs(means, scales, rotations, amplitudes);
+  TORCH_CHECK(grad_out.is_cuda() && grad_out.scalar_type() == at::kFloat && grad_out.is_contiguous() &&
+                  grad_out.dim() == 4,
+              "predgsplat: grad_out must be a contiguous float32 CUDA tensor (F, C, H, W)");
+  const c10::cuda::CUDAGuard guard(means.device());
+  const long frames = means.size(0);
+  const int n = static_cast<int>(means.size(1)), channels = static_cast<int>(amplitudes.size(2));
+  const int height = static_cast<int>(grad_out.size(2)), width = static_cast<int>(grad_out.size(3));
+  auto grad_geometry = at::zeros({frames, n, 5}, means.options());
+  auto grad_amplitudes = need_amplitudes ? at::zeros_like(amplitudes) : at::Tensor();
+  auto grad_means = at::empty_like(means), grad_scales = at::empty_like(scales);
+  auto grad_rotations = at::empty_like(rotations);
+  const long total = frames * static_cast<long>(n);
+  if (total == 0 || grad_out.numel() == 0) {
+    return {grad_means.zero_(), grad_scales.zero_(), grad_rotations.zero_(),
+            need_amplitudes ? grad_amplitudes : at::Tensor()};
+  }
+  const int radius = kernel_size == kNoWindow ? -1 : static_cast<int>(kernel_size / 2);
+  const Launch l = plan(frames, channels, height, width);
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  float* grad_amp_ptr = need_amplitudes ? grad_amplitudes.data_ptr<float>() : nullptr;
+  PREDGSPLAT_DISPATCH_CHUNK(l.chunk, backward_kernel<CHUNK><<<l.grid, kThreads, 0, stream>>>(
+      means.data_ptr<float>(), scales.data_ptr<float>(), rotations.data_ptr<float>(), amplitudes.data_ptr<float>(),
+      grad_out.data_ptr<float>(), grad_geometry.data_ptr<float>(), grad_amp_ptr, n, channels, height, width, radius,
+      l.tiles_x, l.tiles_per_frame));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int threads = 256;
+  const unsigned blocks = static_cast<unsigned>((total + threads - 1) / threads);
+  geometry_chain_kernel<<<blocks, threads, 0, stream>>>(
+      scales.data_ptr<float>(), rotations.data_ptr<float>(), grad_geometry.data_ptr<float>(),
+      grad_means.data_ptr<float>(), grad_scales.data_ptr<float>(), grad_rotations.data_ptr<float>(), total, height,
+      width);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_means, grad_scales, grad_rotations, grad_amplitudes};
+}
+
+// Gaussian-pixel evaluations per second on this GPU (the compute side of the floor in bench_render).
+double predgsplat_exp_throughput(int64_t blocks, int64_t iters) {
+  auto out = at::empty({blocks * 256}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  cudaEvent_t start, stop;
+  C10_CUDA_CHECK(cudaEventCreate(&start));
+  C10_CUDA_CHECK(cudaEventCreate(&stop));
+  exp_throughput_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(out.data_ptr<float>(), 16);  // warm-up
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(cudaEventRecord(start, stream));
+  exp_throughput_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(out.data_ptr<float>(),
+                                                                          static_cast<int>(iters));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  C10_CUDA_CHECK(cudaEventRecord(stop, stream));
+  C10_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  C10_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  C10_CUDA_CHECK(cudaEventDestroy(start));
+  C10_CUDA_CHECK(cudaEventDestroy(stop));
+  return static_cast<double>(blocks) * 256.0 * static_cast<double>(iters) / (ms * 1e-3);
+}
