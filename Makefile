@@ -22,7 +22,7 @@ demo: venv
 	@echo
 	@echo "Table: $(DEMO)/table.md"
 	@echo "Predicted frames: $(DEMO)/simvp/eval/predictions_test.png, $(DEMO)/simvp_predgs/eval/predictions_test.png"
-	@echo "Per-frame metrics: $(DEMO)/*/eval/metrics_per_frame_test.png; training curves: $(DEMO)/*/curves.png"
+	@echo "Per-frame metrics, both models: $(DEMO)/table_per_frame.png; training curves: $(DEMO)/*/curves.png"
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -27,6 +27,7 @@ class RunResult:
     name: str
     metrics: dict
     notes: dict = field(default_factory=dict)
+    per_frame: dict = field(default_factory=dict)
     images: list = field(default_factory=list)
 
 
@@ -106,7 +107,8 @@ def evaluate_run(
             shown.append((x.numpy(), y.numpy(), pred.numpy()))
     result = acc.compute(per_frame=True)
     scalars = {k: v for k, v in result.items() if not k.endswith("_per_frame")}
-    run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes))
+    curves = {m: result[f"{m}_per_frame"] for m in metrics if result.get(f"{m}_per_frame") is not None}
+    run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes), per_frame=curves)
 
     if save_images and shown:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,6 @@ def evaluate_run(
         title = f"{name}: {cfg['model']['backbone']['name']}" + (
             f" + {cfg['model']['adapter']['name']}" if cfg["model"].get("adapter") else "")
         run.images.append(save_prediction_grid(out_dir / f"predictions_{split}.png", xs, ys, ps, title=title))
-        curves = {m: result.get(f"{m}_per_frame") for m in metrics}
         run.images.append(save_metric_curves(out_dir / f"metrics_per_frame_{split}.png", curves, title=title))
         (out_dir / f"metrics_{split}.json").write_text(json.dumps({"run": name, **result, "notes": run.notes}, indent=2))
     return run

@@ -73,17 +73,23 @@ def save_prediction_grid(
     return _finish(fig, path, title, dpi=90)
 
 
-def save_metric_curves(path: str | Path, curves: dict[str, Sequence[float]], title: str = "") -> Path:
-    """One panel per metric: value against the index of the predicted frame."""
+def save_metric_curves(path: str | Path, curves: dict, title: str = "") -> Path:
+    """One panel per metric: value against the index of the predicted frame.
+
+    ``curves`` maps a metric to its values, or to ``{run name: values}`` to compare runs in one figure.
+    """
     plt = _pyplot()
-    names = [k for k, v in curves.items() if v is not None]
+    names = [k for k, v in curves.items() if v]
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        values = curves[name]
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
+        series = curves[name] if isinstance(curves[name], dict) else {"": curves[name]}
+        for label, values in series.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label or None)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted frame", fontsize=8)
         ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
     return _finish(fig, path, title, dpi=100)
 
 

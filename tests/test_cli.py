@@ -29,7 +29,9 @@ def test_train_then_eval_prints_a_table_and_writes_images(repo, tmp_path):
         assert json.loads(proc.stdout.strip().splitlines()[-1])["work_dir"] == str(work)
         assert yaml.safe_load((work / "config.yaml").read_text())["train"]["max_steps"] == 2
         runs.append(work)
-    proc = run(repo, "tools/eval.py", *runs, "--format", "md")
+    proc = run(repo, "tools/eval.py", *runs, "--format", "md", "--out", tmp_path / "table.md")
+    assert (tmp_path / "table_per_frame.png").stat().st_size > 1000  # both runs in one figure
+    assert (tmp_path / "table.md").read_text().strip() in proc.stdout
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("| run | MSE | MAE | RMSE | PSNR | SSIM | LPIPS")
     rows = [line for line in lines if line.startswith("| simvp")]

@@ -84,6 +84,16 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "w") as fh:
             fh.write(table + "\n")
+        if len(results) > 1 and not args.no_images:
+            from pathlib import Path
+
+            from ..visualize import save_metric_curves
+
+            metrics = [m for m in COLUMNS if any(m in r.per_frame for r in results)]
+            curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
+            out = Path(args.out)
+            image = save_metric_curves(out.with_name(f"{out.stem}_per_frame.png"), curves, title="per predicted frame")
+            print(f"[pdr] wrote {image}", file=sys.stderr)
     return 0
 
 
