@@ -1,5 +1,9 @@
 """Backbones (pixel-space predictors), registered in ``pdr.registry.BACKBONES``."""
 from .base import Backbone
-from . import simvp  # noqa: F401  (registers "simvp")
+from . import simvp  # noqa: F401  (registers "simvp" and "tau")
+from . import convlstm  # noqa: F401  (registers "convlstm")
+from . import predrnn  # noqa: F401  (registers "predrnn")
+from . import openstl_bridge  # noqa: F401  (registers "openstl:<Method>")
+from . import srvp  # noqa: F401  (registers "srvp")
 
 __all__ = ["Backbone"]

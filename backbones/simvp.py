@@ -1,22 +1,35 @@
 """SimVP: a convolutional encoder, a translator over time-stacked latents, a decoder.
 
-Hyperparameter names follow OpenSTL (hid_S, hid_T, N_S, N_T, mlp_ratio, drop, drop_path,
-spatio_kernel_enc, spatio_kernel_dec) so that values from an OpenSTL config carry over.
-The translator here is gSTA (gated spatio-temporal attention), OpenSTL's default.
+Hyperparameter names follow OpenSTL (hid_S, hid_T, N_S, N_T, model_type, mlp_ratio, drop,
+drop_path, spatio_kernel_enc, spatio_kernel_dec) so that values from an OpenSTL config carry
+over. ``model_type`` picks the translator (see ``translators.py``): ``gsta`` (gated
+spatio-temporal attention, OpenSTL's default), ``tau`` (Temporal Attention Unit) or ``incepu``
+(SimVP v1's Inception-UNet). ``tau`` is also registered on its own, as OpenSTL does, with TAU's
+differential divergence regularization (``alpha``) on by default.
 """
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from pdr.registry import BACKBONES
 
 from .base import Backbone
+from .translators import (  # noqa: F401  (re-exported: they used to live here)
+    TRANSLATORS,
+    ConvMlp,
+    GatedAttention,
+    GSTABlock,
+    GSTATranslator,
+    LargeKernelGate,
+    TranslatorBlock,
+    build_translator,
+)
 
 
 def sampling_pattern(num_layers: int, reverse: bool = False) -> list[bool]:
@@ -87,114 +100,80 @@ class Decoder(nn.Module):
         return self.readout(features), features
 
 
-class LargeKernelGate(nn.Module):
-    """A large receptive field from a depthwise conv and a dilated depthwise conv, as a sigmoid gate."""
+def differential_divergence(pred: Tensor, target: Tensor, tau: float = 0.1, eps: float = 1e-12) -> Tensor:
+    """TAU's differential divergence regularization (a scalar).
 
-    def __init__(self, dim: int, kernel_size: int = 21, dilation: int = 3):
-        super().__init__()
-        local = 2 * dilation - 1
-        dilated = kernel_size // dilation + ((kernel_size // dilation) % 2 - 1)
-        self.local = nn.Conv2d(dim, dim, local, padding=(local - 1) // 2, groups=dim)
-        self.dilated = nn.Conv2d(dim, dim, dilated, padding=dilation * (dilated - 1) // 2, groups=dim, dilation=dilation)
-        self.mix = nn.Conv2d(dim, 2 * dim, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        value, gate = self.mix(self.dilated(self.local(x))).chunk(2, dim=1)
-        return torch.sigmoid(gate) * value
-
-
-class GatedAttention(nn.Module):
-    def __init__(self, dim: int, kernel_size: int = 21):
-        super().__init__()
-        self.proj_in = nn.Conv2d(dim, dim, 1)
-        self.act = nn.GELU()
-        self.gate = LargeKernelGate(dim, kernel_size)
-        self.proj_out = nn.Conv2d(dim, dim, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.proj_out(self.gate(self.act(self.proj_in(x))))
+    ``pred`` and ``target`` (B, T, C, H, W): the differences between consecutive frames are turned
+    into a distribution over the C*H*W positions by a softmax with temperature ``tau``; the result
+    is KL(pred || target), averaged over every position, pair of frames and sequence (OpenSTL's
+    normalization). Zero for T <= 2, as in OpenSTL.
+    """
+    b, t = pred.shape[:2]
+    if t <= 2:
+        return pred.new_zeros(())
+    gap_pred = (pred[:, 1:] - pred[:, :-1]).reshape(b, t - 1, -1).float()
+    gap_true = (target[:, 1:] - target[:, :-1]).reshape(b, t - 1, -1).float()
+    p = F.softmax(gap_pred / tau, dim=-1)
+    q = F.softmax(gap_true / tau, dim=-1)
+    return (p * torch.log(p / (q + eps) + eps)).mean()
 
 
-class ConvMlp(nn.Module):
-    """1x1 conv, depthwise 3x3, GELU, 1x1 conv."""
+class RolloutCollector:
+    """Collects the frames of the calls of one training forward for a loss computed afterwards.
 
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
-        self.drop = nn.Dropout(drop)
+    A rollout (out_frames > frames_per_call) calls the backbone several times with the same
+    ``targets`` tensor; ``add`` appends each call's frames, and starts over when the targets are a
+    different tensor or the frames already cover them. ``pop`` returns (predictions, targets), both
+    (B, n, C, H, W), and forgets them (so no graph is kept alive after the loss is taken).
+    """
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.dw(self.fc1(x))))))
+    def __init__(self):
+        self._state: dict | None = None
 
+    def add(self, frames: Tensor, targets: Tensor | None, active: bool) -> None:
+        if not active or targets is None:
+            self._state = None
+            return
+        state = self._state
+        if state is None or state["targets"] is not targets or state["count"] >= targets.shape[1]:
+            state = self._state = {"targets": targets, "chunks": [], "count": 0}
+        state["chunks"].append(frames)
+        state["count"] += frames.shape[1]
 
-class GSTABlock(nn.Module):
-    """gSTA: pre-norm gated attention and conv MLP, each with layer scale and stochastic depth."""
+    def pop(self) -> tuple[Tensor, Tensor] | None:
+        state, self._state = self._state, None
+        if state is None:
+            return None
+        targets = state["targets"]
+        pred = torch.cat(state["chunks"], dim=1)[:, : targets.shape[1]]
+        return pred, targets[:, : pred.shape[1]]
 
-    def __init__(self, dim: int, mlp_ratio: float = 8.0, drop: float = 0.0, drop_path: float = 0.0, kernel_size: int = 21):
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(dim)
-        self.attn = GatedAttention(dim, kernel_size)
-        self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), drop)
-        self.scale1 = nn.Parameter(1e-2 * torch.ones(dim))
-        self.scale2 = nn.Parameter(1e-2 * torch.ones(dim))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.apply(_init_fan_out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.scale1[:, None, None] * self.attn(self.norm1(x)))
-        return x + self.drop_path(self.scale2[:, None, None] * self.mlp(self.norm2(x)))
-
-
-def _init_fan_out(m: nn.Module) -> None:
-    if isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        m.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            m.bias.data.zero_()
-
-
-class TranslatorBlock(nn.Module):
-    """A gSTA block on ``c_in`` channels, then a 1x1 conv to ``c_out`` when they differ."""
-
-    def __init__(self, c_in: int, c_out: int, mlp_ratio: float, drop: float, drop_path: float):
-        super().__init__()
-        self.block = GSTABlock(c_in, mlp_ratio, drop, drop_path)
-        self.reduce = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.reduce(self.block(x))
-
-
-class GSTATranslator(nn.Module):
-    """Stacks the T latents on channels, T*hid_S -> hid_T -> ... -> T*hid_S."""
-
-    def __init__(self, c_in: int, c_hid: int, num_blocks: int, mlp_ratio: float, drop: float, drop_path: float):
-        super().__init__()
-        if num_blocks < 2:
-            raise ValueError(f"N_T must be >= 2 (one block in, one out), got {num_blocks}")
-        rates = torch.linspace(1e-2, drop_path, num_blocks).tolist()
-        widths = [c_in] + [c_hid] * (num_blocks - 1) + [c_in]
-        self.blocks = nn.Sequential(
-            *[TranslatorBlock(widths[i], widths[i + 1], mlp_ratio, drop, rates[i]) for i in range(num_blocks)]
-        )
-
-    def forward(self, z: Tensor) -> Tensor:
-        b, t = z.shape[:2]
-        out = self.blocks(rearrange(z, "b t c h w -> b (t c) h w"))
-        return rearrange(out, "b (t c) h w -> b t c h w", t=t)
+    def __deepcopy__(self, memo):  # a copy of the model (EMA) starts with nothing collected
+        return RolloutCollector()
 
 
 @BACKBONES.register("simvp")
 class SimVP(Backbone):
-    """SimVP with the gSTA translator.
+    """SimVP: encoder, translator (gSTA, TAU or IncepU), decoder.
 
     Input (B, T_in, C, H, W) -> output (B, T_in, C, H, W): one call predicts as many frames as it
     sees; the model wrapper rolls out or truncates to ``out_frames``. H and W must be divisible
-    by 2^(N_S // 2).
+    by 2^(N_S // 2). ``forward(x, return_features=True)`` also returns the decoder's last map
+    before the 1x1 readout, (B, T_in, hid_S, H, W).
+
+    Args:
+        hid_S: channels of the spatial encoder/decoder.
+        hid_T: channels of the translator.
+        N_S: encoder (and decoder) layers; every second one halves (doubles) the resolution.
+        N_T: translator blocks (IncepU: blocks of its encoder and of its decoder each).
+        model_type: translator, one of ``gsta``, ``tau``, ``incepu`` (case-insensitive, so
+            OpenSTL's ``gSTA`` and ``IncepU`` work).
+        mlp_ratio, drop, drop_path: MLP width, dropout and stochastic depth of gSTA/TAU blocks.
+        spatio_kernel_enc, spatio_kernel_dec: kernel sizes of the encoder and decoder convs.
+        incep_ker, groups: kernel sizes and groups of the IncepU branches.
+        alpha: weight of TAU's differential divergence regularization between predicted and true
+            frame differences, added as the auxiliary loss ``ddr`` in training (0 disables it; it
+            needs the targets, so the backbone then asks for them).
     """
 
     def __init__(
@@ -211,25 +190,93 @@ class SimVP(Backbone):
         drop_path: float = 0.0,
         spatio_kernel_enc: int = 3,
         spatio_kernel_dec: int = 3,
+        incep_ker: Sequence[int] = (3, 5, 7, 11),
+        groups: int = 8,
+        alpha: float = 0.0,
     ):
         super().__init__(in_shape, out_frames)
         t, c, h, w = self.in_shape
-        if model_type.lower() != "gsta":
-            raise ValueError(f"model_type: only 'gsta' is available in this version, got {model_type!r}")
+        kind = str(model_type).lower()
+        if kind not in TRANSLATORS:
+            raise ValueError(f"model_type must be one of {list(TRANSLATORS)} (case-insensitive), got {model_type!r}")
+        for name, value in (("hid_S", hid_S), ("hid_T", hid_T), ("N_S", N_S)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if hid_S % 2:
+            raise ValueError(f"hid_S must be even (the encoder's GroupNorm has 2 groups), got {hid_S}")
+        for name, value in (("spatio_kernel_enc", spatio_kernel_enc), ("spatio_kernel_dec", spatio_kernel_dec)):
+            if value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be odd and positive, got {value}")
+        if not 0 <= drop < 1 or not 0 <= drop_path < 1:
+            raise ValueError(f"drop and drop_path must be in [0, 1), got drop={drop}, drop_path={drop_path}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
         factor = 2 ** (N_S // 2)
         if h % factor or w % factor:
             raise ValueError(f"SimVP with N_S={N_S} needs H and W divisible by {factor}, got {h}x{w}")
+        self.model_type = kind
         self.encoder = Encoder(c, hid_S, N_S, spatio_kernel_enc)
-        self.translator = GSTATranslator(t * hid_S, hid_T, N_T, mlp_ratio, drop, drop_path)
+        self.translator = build_translator(kind, t * hid_S, hid_T, N_T, mlp_ratio, drop, drop_path, incep_ker, groups)
         self.decoder = Decoder(hid_S, c, N_S, spatio_kernel_dec)
         self.feature_channels = hid_S
+        self.alpha = float(alpha)
+        self.uses_targets = self.alpha > 0  # the regularization compares with the true frames
+        self._ddr = RolloutCollector()
 
-    def forward(self, x: Tensor, return_features: bool = False):
-        b, t = x.shape[:2]
+    def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
+                step: int | None = None):
+        """(B, T_in, C, H, W) -> frames (B, T_in, C, H, W) [, features (B, T_in, hid_S, H, W)].
+
+        ``targets`` (B, T_out, C, H, W), given in training, feed the ``alpha`` regularization only;
+        ``step`` is unused.
+        """
+        b = x.shape[0]
         latent, skip = self.encoder(rearrange(x, "b t c h w -> (b t) c h w"))
         latent = self.translator(rearrange(latent, "(b t) c h w -> b t c h w", b=b))
         frames, features = self.decoder(rearrange(latent, "b t c h w -> (b t) c h w"), skip)
         frames = rearrange(frames, "(b t) c h w -> b t c h w", b=b)
+        self._ddr.add(frames, targets, active=self.training and self.alpha > 0)
         if return_features:
             return frames, rearrange(features, "(b t) c h w -> b t c h w", b=b)
         return frames
+
+    def auxiliary_losses(self) -> dict:
+        """``{"ddr": alpha * differential_divergence}`` after a training call with targets, else {}."""
+        collected = self._ddr.pop()
+        if collected is None:
+            return {}
+        pred, targets = collected
+        return {"ddr": self.alpha * differential_divergence(pred, targets)}
+
+
+@BACKBONES.register("tau")
+class TAU(SimVP):
+    """TAU (Temporal Attention Unit): SimVP with ``model_type: tau`` and, as in OpenSTL's TAU
+    method, the differential divergence regularization on by default (``alpha = 0.1``).
+
+    Same arguments as ``simvp``; ``model_type`` is accepted (OpenSTL's TAU configs set it) but
+    must be ``tau``.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_frames: int,
+        hid_S: int = 16,
+        hid_T: int = 256,
+        N_S: int = 4,
+        N_T: int = 4,
+        model_type: str = "tau",
+        mlp_ratio: float = 8.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        spatio_kernel_enc: int = 3,
+        spatio_kernel_dec: int = 3,
+        alpha: float = 0.1,
+    ):
+        if str(model_type).lower() != "tau":
+            raise ValueError(f"model_type: the tau backbone is SimVP with model_type 'tau', got {model_type!r}; "
+                             "use backbone simvp for other translators")
+        super().__init__(in_shape, out_frames, hid_S=hid_S, hid_T=hid_T, N_S=N_S, N_T=N_T, model_type="tau",
+                         mlp_ratio=mlp_ratio, drop=drop, drop_path=drop_path, spatio_kernel_enc=spatio_kernel_enc,
+                         spatio_kernel_dec=spatio_kernel_dec, alpha=alpha)

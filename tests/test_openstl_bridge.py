@@ -1,0 +1,448 @@
+"""The OpenSTL bridge (``backbone: openstl:<Method>``).
+
+Without OpenSTL (CI): the names are registered and validate, building fails with a message that
+says how to install OpenSTL, and the bridge's calling conventions are exercised against a small
+stand-in ``openstl`` package written here. With a real OpenSTL (``PDR_OPENSTL_ROOT=/path/to/OpenSTL``
+or an installed one) the last tests build OpenSTL's own models through the bridge, check that our
+SimVP (gSTA, TAU, IncepU) and PredRNN compute exactly what OpenSTL's do with the same weights, and
+that the bridge calls OpenSTL's recurrent models as OpenSTL's own methods do.
+"""
+import copy
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pdr
+from pdr.backbones.openstl_bridge import (
+    OpenSTLBackbone,
+    OpenSTLNotFoundError,
+    canonical_method,
+    load_openstl_config,
+)
+from pdr.config import config_from_dict
+from pdr.errors import ConfigError, PDRError
+
+PREDGS = {"name": "predgs", "num_gaussians": 16, "kernel_size": 5, "pool": 2, "hidden": 16}
+
+
+def _drop_openstl_modules():
+    for name in [m for m in sys.modules if m == "openstl" or m.startswith("openstl.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def no_openstl(monkeypatch):
+    """An environment where ``import openstl`` finds nothing."""
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "openstl" or name.startswith("openstl.") else real(name, *args, **kwargs)
+
+    saved = {m: sys.modules[m] for m in list(sys.modules) if m == "openstl" or m.startswith("openstl.")}
+    _drop_openstl_modules()
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    yield
+    _drop_openstl_modules()
+    sys.modules.update(saved)
+
+
+def make_package(root, files: dict):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture
+def package_dir(tmp_path, monkeypatch):
+    """A folder put first on sys.path for a stand-in ``openstl`` package; restores the real one after."""
+    saved = {m: sys.modules[m] for m in list(sys.modules) if m == "openstl" or m.startswith("openstl.")}
+    _drop_openstl_modules()
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    yield tmp_path / "pkgs"
+    _drop_openstl_modules()
+    sys.modules.update(saved)
+    importlib.invalidate_caches()
+
+
+# ----------------------------------------------------------------------------- without OpenSTL
+
+
+def test_known_methods_are_registered_with_the_prefix():
+    for method in ("SimVP", "TAU", "ConvLSTM", "PredRNN", "PredRNNpp", "PredRNNv2", "MIM", "MAU", "E3DLSTM",
+                   "PhyDNet", "SwinLSTM", "SwinLSTM_D", "SwinLSTM_B", "WaST"):
+        assert f"openstl:{method}" in pdr.BACKBONES
+    assert "openstl" in pdr.BACKBONES
+
+
+def test_config_with_pasted_openstl_values_validates():
+    cfg = config_from_dict({
+        "model": {"backbone": {"name": "openstl:PredRNN", "num_hidden": "128,128,128,128", "filter_size": 5,
+                               "stride": 1, "patch_size": 4, "layer_norm": 0, "lr": 5e-4, "sched": "onecycle"},
+                  "adapter": "predgs"},
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4},
+    })
+    assert cfg["model"]["backbone"]["name"] == "openstl:PredRNN"
+    with pytest.raises(ConfigError, match="Did you mean 'openstl:PredRNN'"):
+        config_from_dict({"model": {"backbone": "openstl:predrnn"},
+                          "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4}})
+
+
+def test_missing_openstl_says_how_to_install_it(no_openstl):
+    with pytest.raises(OpenSTLNotFoundError) as info:
+        pdr.create_model({"name": "openstl:SimVP", "hid_S": 8}, (4, 2, 16, 16), 4, adapter=PREDGS)
+    assert isinstance(info.value, RuntimeError) and isinstance(info.value, PDRError)
+    message = str(info.value)
+    assert "not installed" in message and "from source" in message
+    assert "github.com/chengtan9907/OpenSTL" in message and "pip install -e ." in message
+    assert "unrelated" in message  # warns against the PyPI package of the same name
+
+
+def test_the_unrelated_pypi_openstl_is_recognized(package_dir):
+    make_package(package_dir, {"openstl/__init__.py": '"""An STL (stereolithography) file library."""\n'})
+    with pytest.raises(OpenSTLNotFoundError, match="not OpenSTL .*unrelated PyPI package.*pip uninstall openstl"):
+        pdr.create_model("openstl:PredRNN", (4, 1, 16, 16), 4)
+
+
+def test_a_missing_dependency_of_openstl_is_named(package_dir):
+    make_package(package_dir, {"openstl/__init__.py": "", "openstl/models/__init__.py": "import pdr_no_such_dep\n"})
+    with pytest.raises(OpenSTLNotFoundError, match="'pdr_no_such_dep', which is missing: `pip install pdr_no_such_dep`"):
+        pdr.create_model("openstl:SimVP", (4, 1, 16, 16), 4)
+
+
+def test_openstl_root_must_be_a_checkout(tmp_path):
+    with pytest.raises(OpenSTLNotFoundError, match="openstl_root: .* is not an OpenSTL checkout"):
+        pdr.create_model({"name": "openstl:SimVP", "openstl_root": str(tmp_path)}, (4, 1, 16, 16), 4)
+
+
+def test_method_names():
+    assert canonical_method("predrnnpp") == "PredRNNpp"
+    assert canonical_method("SwinLSTM") == "SwinLSTM_B"
+    with pytest.raises(ValueError, match="method: unknown OpenSTL method 'Nope'"):
+        canonical_method("Nope")
+    with pytest.raises(ValueError, match="MMVP is not bridged"):
+        canonical_method("MMVP")
+
+
+OPENSTL_PREDRNN_CONFIG = """\
+method = 'PredRNN'
+# reverse scheduled sampling
+reverse_scheduled_sampling = 0
+r_sampling_step_1 = 25000
+r_sampling_step_2 = 50000
+r_exp_alpha = 5000
+# scheduled sampling
+scheduled_sampling = 1
+sampling_stop_iter = 50000
+sampling_start_value = 1.0
+sampling_changing_rate = 0.00002
+# model
+num_hidden = '128,128,128,128'
+filter_size = 5
+stride = 1
+patch_size = 4
+layer_norm = 0
+# training
+lr = 5e-4
+batch_size = 16
+sched = 'onecycle'
+"""
+
+
+def test_openstl_config_files_are_read_without_running_them(tmp_path):
+    path = tmp_path / "PredRNN.py"
+    path.write_text(OPENSTL_PREDRNN_CONFIG)
+    values = load_openstl_config(path)
+    assert values["method"] == "PredRNN" and values["num_hidden"] == "128,128,128,128" and values["lr"] == 5e-4
+    (tmp_path / "bad.py").write_text("import os\nx = os.getcwd()\n")
+    with pytest.raises(ValueError, match="openstl_config: .*line 1"):
+        load_openstl_config(tmp_path / "bad.py")
+    (tmp_path / "call.py").write_text("x = len('ab')\n")
+    with pytest.raises(ValueError, match="only literal values"):
+        load_openstl_config(tmp_path / "call.py")
+    with pytest.raises(ValueError, match="openstl_config: file not found"):
+        load_openstl_config(tmp_path / "missing.py")
+
+
+# ----------------------------------------------------------------------------- a stand-in OpenSTL
+
+# Tiny models with OpenSTL's calling conventions, to run the bridge's code paths in CI. They check
+# what the bridge hands them.
+FAKE_MODELS = '''
+import torch
+from torch import nn
+
+
+class SimVP_Model(nn.Module):
+    """Direct: (B, T, C, H, W) -> (B, T, C, H, W)."""
+
+    def __init__(self, in_shape, hid_S=16, model_type="gSTA", **kwargs):
+        super().__init__()
+        T, C, H, W = in_shape
+        self.in_shape, self.model_type = tuple(in_shape), model_type
+        self.net = nn.Conv2d(T * C, T * C, 3, padding=1)
+
+    def forward(self, x_raw, **kwargs):
+        B, T, C, H, W = x_raw.shape
+        assert (T, C, H, W) == self.in_shape
+        return self.net(x_raw.view(B, T * C, H, W)).view(B, T, C, H, W)
+
+
+class PredRNN_Model(nn.Module):
+    """Recurrent: patched channels-last frames (B, T_total, h, w, p*p*C) and a mask."""
+
+    def __init__(self, num_layers, num_hidden, configs, **kwargs):
+        super().__init__()
+        T, C, H, W = configs.in_shape
+        self.configs = configs
+        self.frame_channel = configs.patch_size ** 2 * C
+        self.cell = nn.Conv2d(self.frame_channel + num_hidden[0], num_hidden[0], configs.filter_size,
+                              padding=configs.filter_size // 2)
+        self.conv_last = nn.Conv2d(num_hidden[0], self.frame_channel, 1, bias=False)
+        self.seen = []
+
+    def forward(self, frames_tensor, mask_true, **kwargs):
+        c = self.configs
+        B, T, h, w, ch = frames_tensor.shape
+        assert T == c.total_length == c.pre_seq_length + c.aft_seq_length and ch == self.frame_channel
+        steps = T - 2 if c.reverse_scheduled_sampling == 1 else c.aft_seq_length - 1
+        assert mask_true.shape == (B, steps, h, w, ch), mask_true.shape
+        self.seen.append(mask_true[:, :, 0, 0, 0].clone())
+        frames = frames_tensor.permute(0, 1, 4, 2, 3)
+        mask = mask_true.permute(0, 1, 4, 2, 3)
+        hidden = frames.new_zeros(B, self.cell.out_channels, h, w)
+        out = []
+        for t in range(T - 1):
+            if c.reverse_scheduled_sampling == 1:
+                net = frames[:, t] if t == 0 else mask[:, t - 1] * frames[:, t] + (1 - mask[:, t - 1]) * x_gen
+            elif t < c.pre_seq_length:
+                net = frames[:, t]
+            else:
+                m = mask[:, t - c.pre_seq_length]
+                net = m * frames[:, t] + (1 - m) * x_gen
+            hidden = torch.tanh(self.cell(torch.cat([net, hidden], 1)))
+            x_gen = self.conv_last(hidden)
+            out.append(x_gen)
+        next_frames = torch.stack(out, 1).permute(0, 1, 3, 4, 2).contiguous()
+        loss = ((next_frames - frames_tensor[:, 1:]) ** 2).mean() if kwargs.get("return_loss", True) else None
+        return next_frames, loss
+
+
+ConvLSTM_Model = PredRNN_Model
+'''
+
+
+@pytest.fixture
+def fake_openstl(package_dir):
+    make_package(package_dir, {"openstl/__init__.py": "", "openstl/models/__init__.py": FAKE_MODELS})
+    return package_dir
+
+
+def test_direct_model_through_the_bridge(fake_openstl):
+    model = pdr.create_model({"name": "openstl:TAU", "hid_S": 8, "alpha": 0.5}, (3, 2, 16, 16), 7, adapter=PREDGS)
+    backbone = model.backbone
+    assert isinstance(backbone, OpenSTLBackbone) and backbone.frames_per_call == 3
+    assert backbone.model.model_type == "tau"  # TAU's default translator
+    x, y = torch.rand(2, 3, 2, 16, 16), torch.rand(2, 7, 2, 16, 16)
+    model.eval()
+    assert model(x).shape == y.shape  # rolled out: 3 + 3 + 1 frames
+    model.train()
+    pred = model(x, targets=y, step=0)
+    copy.deepcopy(model)  # what the training graph leaves behind does not block a copy (EMA)
+    aux = model.auxiliary_losses()
+    assert set(aux) == {"ddr"} and aux["ddr"] >= 0
+    (F.mse_loss(pred, y) + aux["ddr"]).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_recurrent_model_through_the_bridge(fake_openstl, reverse):
+    spec = {"name": "openstl:PredRNN", "num_hidden": "8,8", "filter_size": 3, "patch_size": 2,
+            "reverse_scheduled_sampling": reverse, "sampling_stop_iter": 100, "sampling_changing_rate": 0.01}
+    model = pdr.create_model(spec, (4, 2, 16, 16), 3, adapter=PREDGS)
+    backbone = model.backbone
+    assert backbone.uses_targets and backbone.frames_per_call == 3
+    x, y = torch.rand(2, 4, 2, 16, 16), torch.rand(2, 3, 2, 16, 16)
+    model.eval()
+    assert model(x).shape == y.shape
+    inference_mask = backbone.model.seen[-1]
+    assert torch.all(inference_mask[:, : 3 if reverse else 0] == 1) and torch.all(inference_mask[:, 3 if reverse else 0:] == 0)
+    model.train()
+    pred = model(x, targets=y, step=0)
+    train_mask = backbone.model.seen[-1]
+    if not reverse:
+        assert torch.all(train_mask == 1)  # step 0: eta = sampling_start_value = 1
+    F.mse_loss(pred, y).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model(x, targets=y, step=1000)
+    if not reverse:
+        assert torch.all(backbone.model.seen[-1] == 0)  # past sampling_stop_iter
+
+
+def test_recurrent_bridge_equals_a_direct_openstl_call(fake_openstl):
+    """The bridge hands OpenSTL exactly what OpenSTL's PredRNN method would: inputs, zeros, patched."""
+    model = pdr.create_model({"name": "openstl:ConvLSTM", "num_hidden": [8], "filter_size": 3, "patch_size": 4},
+                             (2, 3, 16, 16), 2).eval()
+    net = model.backbone.model
+    x = torch.rand(1, 2, 3, 16, 16)
+    ims = torch.cat([x, torch.zeros(1, 2, 3, 16, 16)], 1).permute(0, 1, 3, 4, 2)
+    a = ims.reshape(1, 4, 4, 4, 4, 4, 3).transpose(3, 4).reshape(1, 4, 4, 4, 48)  # OpenSTL's reshape_patch
+    out, _ = net(a, torch.zeros(1, 1, 4, 4, 48), return_loss=False)
+    back = out.reshape(1, 3, 4, 4, 4, 4, 3).transpose(3, 4).reshape(1, 3, 16, 16, 3)  # reshape_patch_back
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), back[:, -2:].permute(0, 1, 4, 2, 3))
+
+
+def test_openstl_config_file_through_the_bridge(fake_openstl, tmp_path, caplog):
+    path = tmp_path / "PredRNN.py"
+    path.write_text(OPENSTL_PREDRNN_CONFIG)
+    with caplog.at_level(logging.INFO, logger="pdr"):
+        model = pdr.create_model({"name": "openstl", "openstl_config": str(path), "num_hidden": "8"}, (2, 1, 16, 16), 2)
+    assert model.backbone.method == "PredRNN" and model.backbone.hparams["num_hidden"] == "8"
+    assert model.backbone.hparams["filter_size"] == 5
+    assert any("ignoring OpenSTL training settings batch_size, lr, sched" in r.message for r in caplog.records)
+    with pytest.raises(ValueError, match="method: the backbone is OpenSTL's SimVP but openstl_config says 'PredRNN'"):
+        pdr.create_model({"name": "openstl:SimVP", "openstl_config": str(path)}, (2, 1, 16, 16), 2)
+    with pytest.raises(ValueError, match="method: name the OpenSTL method"):
+        pdr.create_model("openstl", (2, 1, 16, 16), 2)
+
+
+def test_data_keys_must_agree_with_the_data_section(fake_openstl):
+    with pytest.raises(ValueError, match="pre_seq_length: set by pdr from the data section"):
+        pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 10}, (4, 1, 16, 16), 4)
+    pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 4, "aft_seq_length": 4}, (4, 1, 16, 16), 4)
+    with pytest.raises(ValueError, match="patch_size must be a positive integer dividing"):
+        pdr.create_model({"name": "openstl:PredRNN", "patch_size": 3}, (4, 1, 16, 16), 4)
+
+
+def test_a_config_trains_through_the_bridge(fake_openstl, tmp_path):
+    from pdr.engine import Trainer
+
+    cfg = config_from_dict({
+        "model": {"backbone": {"name": "openstl:PredRNN", "num_hidden": "8", "filter_size": 3, "patch_size": 2},
+                  "adapter": {**PREDGS, "hidden": 8}},
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_train": 4, "num_val": 2,
+                 "num_test": 2, "batch_size": 2},
+        "train": {"max_steps": 2, "tensorboard": False, "device": "cpu"},
+        "eval": {"metrics": ["mse"]},
+    })
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    assert trainer.global_step == 2
+
+
+# ----------------------------------------------------------------------------- with a real OpenSTL
+
+
+def _real_openstl_root():
+    root = os.environ.get("PDR_OPENSTL_ROOT")
+    if root:
+        return root
+    try:
+        return "" if importlib.util.find_spec("openstl.models") is not None else None
+    except (ImportError, ValueError):
+        return None
+
+
+REAL = _real_openstl_root()
+needs_openstl = pytest.mark.skipif(REAL is None, reason="OpenSTL is not installed (set PDR_OPENSTL_ROOT to a checkout)")
+
+
+@pytest.fixture
+def openstl_models():
+    if REAL and REAL not in sys.path:
+        sys.path.insert(0, REAL)
+    _drop_openstl_modules()
+    return importlib.import_module("openstl.models")
+
+
+def _root_kwargs():
+    return {"openstl_root": REAL} if REAL else {}
+
+
+@needs_openstl
+@pytest.mark.parametrize("spec", [
+    {"name": "openstl:SimVP", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "model_type": "gSTA"},
+    {"name": "openstl:TAU", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2},
+    {"name": "openstl:ConvLSTM", "num_hidden": "8,8", "filter_size": 3, "patch_size": 2},
+    {"name": "openstl:PredRNN", "num_hidden": "8,8", "filter_size": 3, "patch_size": 2},
+    {"name": "openstl:PredRNNv2", "num_hidden": "8,8", "filter_size": 3, "patch_size": 2},
+])
+def test_real_openstl_models_train_through_the_bridge(openstl_models, spec):
+    model = pdr.create_model({**spec, **_root_kwargs()}, (4, 2, 16, 16), 6, adapter=PREDGS)
+    x, y = torch.rand(2, 4, 2, 16, 16), torch.rand(2, 6, 2, 16, 16)
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == y.shape
+    model.train()
+    pred = model(x, targets=y, step=5)
+    loss = F.mse_loss(pred, y) + sum(model.auxiliary_losses().values())
+    loss.backward()
+    assert pred.shape == y.shape and torch.isfinite(loss)
+
+
+def _copy_by_position(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Load src's state into dst entry by entry (same architecture, different names)."""
+    a, b = src.state_dict(), dst.state_dict()
+    assert len(a) == len(b)
+    for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+        assert va.shape == vb.shape, (ka, kb)
+    dst.load_state_dict(dict(zip(b, a.values())))
+
+
+@needs_openstl
+@pytest.mark.parametrize("model_type", ["gSTA", "tau", "IncepU"])
+def test_our_simvp_computes_what_openstl_computes(openstl_models, model_type):
+    in_shape = (4, 2, 16, 16)
+    theirs = openstl_models.SimVP_Model(in_shape, hid_S=8, hid_T=16, N_S=2, N_T=3, model_type=model_type).eval()
+    ours = pdr.create_model({"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 3, "model_type": model_type},
+                            in_shape, 4).backbone.eval()
+    for mine, their in ((ours.encoder, theirs.enc), (ours.translator, theirs.hid), (ours.decoder, theirs.dec)):
+        _copy_by_position(their, mine)
+    x = torch.rand(2, *in_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+
+
+@needs_openstl
+def test_our_predrnn_computes_what_openstl_computes(openstl_models):
+    from types import SimpleNamespace
+
+    configs = SimpleNamespace(in_shape=(3, 1, 16, 16), patch_size=2, filter_size=3, stride=1, layer_norm=0,
+                              pre_seq_length=3, aft_seq_length=2, total_length=5, reverse_scheduled_sampling=0)
+    theirs = openstl_models.PredRNN_Model(2, [8, 8], configs).eval()
+    ours = pdr.create_model({"name": "predrnn", "num_hidden": [8, 8], "filter_size": 3, "patch_size": 2},
+                            (3, 1, 16, 16), 2).backbone.eval()
+    _copy_by_position(theirs.cell_list, ours.cells)
+    ours.readout.load_state_dict(theirs.conv_last.state_dict())
+    bridged = pdr.create_model({"name": "openstl:PredRNN", "num_hidden": "8,8", "filter_size": 3, "patch_size": 2,
+                                **_root_kwargs()}, (3, 1, 16, 16), 2).backbone.eval()
+    bridged.model.load_state_dict(theirs.state_dict())
+    x = torch.rand(2, 3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), bridged(x))
+
+
+@needs_openstl
+def test_openstl_parameter_counts_are_the_hard_coded_ones(openstl_models):
+    from types import SimpleNamespace
+
+    from test_backbones import OPENSTL_COUNTS
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    for key, model_type in (("simvp_gsta", "gSTA"), ("simvp_incepu", "IncepU"), ("tau", "tau")):
+        model = openstl_models.SimVP_Model((10, 1, 64, 64), hid_S=64, hid_T=512, N_S=4, N_T=8, model_type=model_type)
+        assert count(model) == OPENSTL_COUNTS[key][1]
+    configs = SimpleNamespace(in_shape=(10, 1, 64, 64), patch_size=4, filter_size=5, stride=1, layer_norm=0)
+    assert count(openstl_models.ConvLSTM_Model(4, [128] * 4, configs)) == OPENSTL_COUNTS["convlstm"][1]
+    assert count(openstl_models.PredRNN_Model(4, [128] * 4, configs)) == OPENSTL_COUNTS["predrnn"][1]
+
