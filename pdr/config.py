@@ -90,6 +90,7 @@ SCHEMA: dict[str, Any] = {
         "metrics": _f(list, ["mse", "mae", "rmse", "psnr", "ssim", "lpips"]),
         "num_vis": _f(int, 4, help="test sequences drawn in the PNG grid"),
         "max_batches": _f((int, NONE), None),
+        "num_samples": _f(int, 1, help="futures drawn per test sequence for stochastic models (best/mean of K)"),
     },
 }
 

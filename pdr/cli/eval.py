@@ -1,6 +1,12 @@
 """tools/eval.py: evaluate run folders (or checkpoint files) on the test split, one table row per run.
 
     python tools/eval.py runs/bouncing_sprites/simvp runs/bouncing_sprites/simvp_predgs [--format md|csv|json]
+
+Stochastic models (backbones with a ``sample`` method, e.g. srvp): ``--samples K`` draws K futures per test
+sequence and reports two rows per run, "best of K" (per sequence and per metric, the sample closest to the
+truth, as SVG and SRVP report) and "mean of K" (the average over samples).
+
+    python tools/eval.py runs/bouncing_sprites/srvp --samples 100
 """
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-vis", type=int, help="sequences drawn in each run's prediction grid")
     p.add_argument("--max-batches", type=int, help="evaluate only this many batches (quick looks)")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--samples", type=int, metavar="K",
+                   help="futures drawn per test sequence for stochastic models: reports best of K and mean of K "
+                        "(default: eval.num_samples of each run's config, else 1; deterministic models need 1)")
     p.add_argument("--no-images", action="store_true", help="do not write the PNG grid and curves")
     return p
 
@@ -40,21 +49,46 @@ def _cell(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
 
 
+def table_rows(results) -> list[tuple[str, dict]]:
+    """(row label, metrics) per table row: one per run, two ("best of K", "mean of K") for a sampled run."""
+    rows = []
+    for r in results:
+        k = getattr(r, "num_samples", 1)
+        if k > 1:
+            rows += [(f"{r.name} (best of {k})", r.best_of_samples), (f"{r.name} (mean of {k})", r.metrics)]
+        else:
+            rows.append((r.name, r.metrics))
+    return rows
+
+
 def format_table(results, fmt: str = "md") -> str:
     columns = [c for c in COLUMNS if any(c in r.metrics for r in results)]
     if fmt == "json":
-        return json.dumps([{"run": r.name, **r.metrics, "notes": r.notes} for r in results], indent=2)
+        records = []
+        for r in results:
+            record = {"run": r.name, **r.metrics, "notes": r.notes}
+            if getattr(r, "num_samples", 1) > 1:  # top-level values: mean of K
+                record = {"run": r.name, "samples": r.num_samples, **r.metrics,
+                          "best_of_samples": r.best_of_samples, "notes": r.notes}
+            records.append(record)
+        return json.dumps(records, indent=2)
+    rows = table_rows(results)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["run", *columns])
-        for r in results:
-            writer.writerow([r.name, *("" if r.metrics.get(c) is None else r.metrics[c] for c in columns)])
+        for label, values in rows:
+            writer.writerow([label, *("" if values.get(c) is None else values[c] for c in columns)])
         return buf.getvalue().rstrip("\n")
     lines = ["| run | " + " | ".join(c.upper() for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for r in results:
-        lines.append(f"| {r.name} | " + " | ".join(_cell(r.metrics.get(c)) for c in columns) + " |")
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join(_cell(values.get(c)) for c in columns) + " |")
     notes = sorted({note for r in results for note in r.notes.values()})
+    sampled = sorted({r.num_samples for r in results if getattr(r, "num_samples", 1) > 1})
+    if sampled:
+        notes.append("best of K: per sequence and per metric, the sample closest to the truth (lowest MSE/MAE/LPIPS, "
+                     "highest PSNR/SSIM; RMSE from the best MSE); mean of K: the average over all samples; "
+                     "sharpness is reported for the mean only")
     return "\n".join(lines + [f"\nNote: {n}" for n in notes])
 
 
@@ -75,7 +109,7 @@ def main(argv=None) -> int:
     for run in args.runs:
         res = evaluate_run(run, split=args.split, checkpoint=args.checkpoint, metrics=args.metrics, device=device,
                            num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
-                           save_images=not args.no_images, lpips_model=lpips_model)
+                           save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples)
         for image in res.images:
             print(f"[pdr] {res.name}: wrote {image}", file=sys.stderr)
         results.append(res)
@@ -91,6 +125,11 @@ def main(argv=None) -> int:
 
             metrics = [m for m in COLUMNS if any(m in r.per_frame for r in results)]
             curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
+            for r in results:  # sampled runs: the best-of-K curve beside the mean-of-K one
+                for m in metrics:
+                    if getattr(r, "num_samples", 1) > 1 and m in r.best_per_frame:
+                        curves[m][f"{r.name} (best of {r.num_samples})"] = r.best_per_frame[m]
+                        curves[m][f"{r.name} (mean of {r.num_samples})"] = curves[m].pop(r.name)
             out = Path(args.out)
             image = save_metric_curves(out.with_name(f"{out.stem}_per_frame.png"), curves, title="per predicted frame")
             print(f"[pdr] wrote {image}", file=sys.stderr)
