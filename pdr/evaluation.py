@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from .config import config_from_dict, load_config
 from .data import build_dataset
 from .engine.checkpoint import load_checkpoint
 from .errors import CheckpointError, ConfigError, PDRError
-from .metrics import MetricAccumulator
+from .metrics import MetricAccumulator, summarise
 from .model import PDRModel, build_model
 from .visualize import save_metric_curves, save_prediction_grid
 
@@ -169,34 +168,13 @@ class SampleMetrics:
         self._sequences += b
         self._samples += b * k
 
-    @staticmethod
-    def _summarise(metrics, frame: dict, per_frame: bool, best: bool) -> dict:
-        res: dict = {}
-        for name in metrics:
-            if name == "rmse" and "mse" in frame:
-                curve, value = np.sqrt(frame["mse"]), math.sqrt(frame["mse"].mean())
-            elif name == "sharpness" and not best and "grad_pred" in frame:
-                curve = frame["grad_pred"] / np.maximum(frame["grad_true"], 1e-12)
-                value = float(frame["grad_pred"].mean() / max(frame["grad_true"].mean(), 1e-12))
-            elif name in frame and name != "sharpness":
-                curve = frame[name]
-                value = float(curve.mean())
-            else:  # lpips without weights; sharpness has no best
-                res[name] = None
-                continue
-            res[name] = float(value)
-            if per_frame:
-                res[f"{name}_per_frame"] = [float(v) for v in curve]
-        return res
-
     def compute(self, per_frame: bool = False) -> tuple[dict, dict]:
         """(best of K, mean of K): ``{metric: value}`` plus ``<metric>_per_frame`` lists when ``per_frame``."""
         if not self._sequences:
             raise ValueError("no batches were added")
         best = {k: v / self._sequences for k, v in self._best.items()}
         mean = {k: v / self._samples for k, v in self._all.items()}
-        return (self._summarise(self.metrics, best, per_frame, best=True),
-                self._summarise(self.metrics, mean, per_frame, best=False))
+        return summarise(self.metrics, best, per_frame), summarise(self.metrics, mean, per_frame)
 
 
 @contextlib.contextmanager

@@ -183,25 +183,33 @@ class MetricAccumulator:
         """Mean of every metric over all samples and frames; with per_frame, also a (T,) curve per metric."""
         if not self._count:
             raise ValueError("no batches were added")
-        res: dict = {}
-        frame = {k: v / self._count for k, v in self._sums.items()}
-        for name in self.metrics:
-            if name == "rmse":
-                curve = np.sqrt(frame["mse"])
-                value = math.sqrt(frame["mse"].mean())
-            elif name == "sharpness":
-                curve = frame["grad_pred"] / np.maximum(frame["grad_true"], 1e-12)
-                value = float(frame["grad_pred"].mean() / max(frame["grad_true"].mean(), 1e-12))
-            elif name in frame:
-                curve = frame[name]
-                value = float(curve.mean())
-            else:  # lpips without weights
-                res[name] = None
-                continue
-            res[name] = float(value)
-            if per_frame:
-                res[f"{name}_per_frame"] = [float(v) for v in curve]
-        return res
+        return summarise(self.metrics, {k: v / self._count for k, v in self._sums.items()}, per_frame)
+
+
+def summarise(metrics, frame: dict, per_frame: bool = False) -> dict:
+    """Per-frame means ``frame`` ({name: (T,) array}, with grad_pred/grad_true for sharpness) -> results.
+
+    RMSE is the square root of the MSE; sharpness the ratio of mean gradient magnitudes; a metric
+    with no values (LPIPS without weights) is None.
+    """
+    res: dict = {}
+    for name in metrics:
+        if name == "rmse" and "mse" in frame:
+            curve = np.sqrt(frame["mse"])
+            value = math.sqrt(frame["mse"].mean())
+        elif name == "sharpness" and "grad_pred" in frame:
+            curve = frame["grad_pred"] / np.maximum(frame["grad_true"], 1e-12)
+            value = float(frame["grad_pred"].mean() / max(frame["grad_true"].mean(), 1e-12))
+        elif name in frame and name not in ("rmse", "sharpness"):
+            curve = frame[name]
+            value = float(curve.mean())
+        else:
+            res[name] = None
+            continue
+        res[name] = float(value)
+        if per_frame:
+            res[f"{name}_per_frame"] = [float(v) for v in curve]
+    return res
 
 
 def evaluate(
