@@ -60,39 +60,92 @@ __device__ __forceinline__ Geometry make_geometry(const float* __restrict__ mean
   return out;
 }
 
-// Loads Gaussians [start, start + kBatch) of frame f and keeps those whose window meets the
-// tile (clipped to the image). Returns how many were kept; they are in list[0..count).
+// The Gaussians of one batch that meet the block's tile, in shared memory.
+template <int CHUNK>
+struct SharedBatch {
+  Geometry list[kBatch];
+  int ids[kBatch];            // index of each listed Gaussian within its frame
+  float amps[kBatch * CHUNK]; // its amplitudes for the block's channel chunk
+  int warp_offsets[kThreads / 32 + 1];
+};
+
+// Which frame, tile, pixel and channel chunk this thread works on.
+struct BlockPixel {
+  long frame;
+  int tx0, ty0, x, y, c0;
+  float fx, fy;
+};
+
+template <int CHUNK>
+__device__ __forceinline__ BlockPixel locate(int tiles_x, int tiles_per_frame) {
+  BlockPixel p;
+  p.frame = blockIdx.x / tiles_per_frame;
+  const int tile = blockIdx.x % tiles_per_frame;
+  p.tx0 = (tile % tiles_x) * kTile;
+  p.ty0 = (tile / tiles_x) * kTile;
+  p.x = p.tx0 + threadIdx.x % kTile;
+  p.y = p.ty0 + threadIdx.x / kTile;
+  p.c0 = blockIdx.y * CHUNK;
+  p.fx = static_cast<float>(p.x);
+  p.fy = static_cast<float>(p.y);
+  return p;
+}
+
+// Loads Gaussians [start, start + kBatch) of the pixel's frame and keeps those whose window meets
+// the tile (clipped to the image). Returns how many were kept: batch.list[0..count).
 template <int CHUNK>
 __device__ int gather_batch(const float* __restrict__ means, const float* __restrict__ scales,
-                            const float* __restrict__ rotations, const float* __restrict__ amplitudes, long frame,
-                            int n, int channels, int c0, int start, int height, int width, int radius, int tx0,
-                            int ty0, Geometry* list, int* ids, float* amps, int* count) {
+                            const float* __restrict__ rotations, const float* __restrict__ amplitudes,
+                            const BlockPixel& p, int n, int channels, int start, int height, int width, int radius,
+                            SharedBatch<CHUNK>& batch) {
   const int t = threadIdx.x;
-  if (t == 0) *count = 0;
-  __syncthreads();
+  const long frame = p.frame;
+  const int c0 = p.c0, tx0 = p.tx0, ty0 = p.ty0;
   const int i = start + t;
+  Geometry geo;
+  bool keep = false;
   if (i < n) {
-    const long g = frame * n + i;
-    Geometry geo = make_geometry(means, scales, rotations, g, height, width, radius);
+    geo = make_geometry(means, scales, rotations, frame * n + i, height, width, radius);
     const int lx = max(geo.x0, max(tx0, 0)), hx = min(geo.x1, min(tx0 + kTile - 1, width - 1));
     const int ly = max(geo.y0, max(ty0, 0)), hy = min(geo.y1, min(ty0 + kTile - 1, height - 1));
-    if (lx <= hx && ly <= hy) {
-      const int slot = atomicAdd(count, 1);
-      list[slot] = geo;
-      ids[slot] = i;
+    keep = lx <= hx && ly <= hy;
+  }
+  // Ordered compaction (ballot + prefix over warps), not an atomic counter: the list, and so the
+  // order in which each pixel adds its Gaussians up, is the same in every run.
+  const unsigned ballot = __ballot_sync(0xffffffffu, keep);
+  const int warp = t >> 5, lane = t & 31;
+  if (lane == 0) batch.warp_offsets[warp + 1] = __popc(ballot);
+  __syncthreads();
+  if (t == 0) {
+    batch.warp_offsets[0] = 0;
+    for (int w = 1; w <= kThreads / 32; ++w) batch.warp_offsets[w] += batch.warp_offsets[w - 1];
+  }
+  __syncthreads();
+  if (keep) {
+    const int slot = batch.warp_offsets[warp] + __popc(ballot & ((1u << lane) - 1u));
+    batch.list[slot] = geo;
+    batch.ids[slot] = i;
+    const long g = frame * n + i;
 #pragma unroll
-      for (int k = 0; k < CHUNK; ++k) {
-        const int ch = c0 + k;
-        amps[slot * CHUNK + k] = ch < channels ? amplitudes[g * channels + ch] : 0.0f;
-      }
+    for (int k = 0; k < CHUNK; ++k) {
+      const int ch = c0 + k;
+      batch.amps[slot * CHUNK + k] = ch < channels ? amplitudes[g * channels + ch] : 0.0f;
     }
   }
   __syncthreads();
-  return *count;
+  return batch.warp_offsets[kThreads / 32];
 }
 
 __device__ __forceinline__ bool in_window(const Geometry& geo, int x, int y) {
   return x >= geo.x0 && x <= geo.x1 && y >= geo.y0 && y <= geo.y1;
+}
+
+// exp(-0.5 d^T Sigma^-1 d) at (fx, fy); also returns the offsets d = (dx, dy).
+__device__ __forceinline__ float gaussian_weight(const Geometry& geo, float fx, float fy, float& dx, float& dy) {
+  dx = fx - geo.px;
+  dy = fy - geo.py;
+  const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
+  return __expf(-0.5f * q);
 }
 
 template <int CHUNK>
@@ -100,41 +153,31 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(
     const float* __restrict__ means, const float* __restrict__ scales, const float* __restrict__ rotations,
     const float* __restrict__ amplitudes, float* __restrict__ out, int n, int channels, int height, int width,
     int radius, int tiles_x, int tiles_per_frame) {
-  __shared__ Geometry list[kBatch];
-  __shared__ int ids[kBatch];
-  __shared__ float amps[kBatch * CHUNK];
-  __shared__ int count;
-
-  const long frame = blockIdx.x / tiles_per_frame;
-  const int tile = blockIdx.x % tiles_per_frame;
-  const int tx0 = (tile % tiles_x) * kTile, ty0 = (tile / tiles_x) * kTile;
-  const int x = tx0 + threadIdx.x % kTile, y = ty0 + threadIdx.x / kTile;
-  const int c0 = blockIdx.y * CHUNK;
-  const float fx = static_cast<float>(x), fy = static_cast<float>(y);
+  __shared__ SharedBatch<CHUNK> batch;
+  const BlockPixel p = locate<CHUNK>(tiles_x, tiles_per_frame);
 
   float acc[CHUNK];
 #pragma unroll
   for (int k = 0; k < CHUNK; ++k) acc[k] = 0.0f;
 
   for (int start = 0; start < n; start += kBatch) {
-    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, frame, n, channels, c0, start, height,
-                                         width, radius, tx0, ty0, list, ids, amps, &count);
+    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, p, n, channels, start, height, width,
+                                         radius, batch);
     for (int j = 0; j < kept; ++j) {
-      const Geometry& geo = list[j];
-      if (!in_window(geo, x, y)) continue;
-      const float dx = fx - geo.px, dy = fy - geo.py;
-      const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
-      const float w = __expf(-0.5f * q);
+      const Geometry& geo = batch.list[j];
+      if (!in_window(geo, p.x, p.y)) continue;
+      float dx, dy;
+      const float w = gaussian_weight(geo, p.fx, p.fy, dx, dy);
 #pragma unroll
-      for (int k = 0; k < CHUNK; ++k) acc[k] += w * amps[j * CHUNK + k];
+      for (int k = 0; k < CHUNK; ++k) acc[k] += w * batch.amps[j * CHUNK + k];
     }
     __syncthreads();  // the list is rebuilt by the next round
   }
-  if (x < width && y < height) {
+  if (p.x < width && p.y < height) {
 #pragma unroll
     for (int k = 0; k < CHUNK; ++k) {
-      const int ch = c0 + k;
-      if (ch < channels) out[((frame * channels + ch) * height + y) * width + x] = acc[k];
+      const int ch = p.c0 + k;
+      if (ch < channels) out[((p.frame * channels + ch) * height + p.y) * width + p.x] = acc[k];
     }
   }
 }
@@ -152,42 +195,32 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
     const float* __restrict__ amplitudes, const float* __restrict__ grad_out, float* __restrict__ grad_geometry,
     float* __restrict__ grad_amplitudes, int n, int channels, int height, int width, int radius, int tiles_x,
     int tiles_per_frame) {
-  __shared__ Geometry list[kBatch];
-  __shared__ int ids[kBatch];
-  __shared__ float amps[kBatch * CHUNK];
-  __shared__ int count;
-
-  const long frame = blockIdx.x / tiles_per_frame;
-  const int tile = blockIdx.x % tiles_per_frame;
-  const int tx0 = (tile % tiles_x) * kTile, ty0 = (tile / tiles_x) * kTile;
-  const int x = tx0 + threadIdx.x % kTile, y = ty0 + threadIdx.x / kTile;
-  const int c0 = blockIdx.y * CHUNK;
-  const bool on_image = x < width && y < height;
-  const float fx = static_cast<float>(x), fy = static_cast<float>(y);
+  __shared__ SharedBatch<CHUNK> batch;
+  const BlockPixel p = locate<CHUNK>(tiles_x, tiles_per_frame);
+  const bool on_image = p.x < width && p.y < height;
   const int lane = threadIdx.x & 31;
 
   float g[CHUNK];
 #pragma unroll
   for (int k = 0; k < CHUNK; ++k) {
-    const int ch = c0 + k;
-    g[k] = (on_image && ch < channels) ? grad_out[((frame * channels + ch) * height + y) * width + x] : 0.0f;
+    const int ch = p.c0 + k;
+    g[k] = (on_image && ch < channels) ? grad_out[((p.frame * channels + ch) * height + p.y) * width + p.x] : 0.0f;
   }
 
   for (int start = 0; start < n; start += kBatch) {
-    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, frame, n, channels, c0, start, height,
-                                         width, radius, tx0, ty0, list, ids, amps, &count);
+    const int kept = gather_batch<CHUNK>(means, scales, rotations, amplitudes, p, n, channels, start, height, width,
+                                         radius, batch);
     for (int j = 0; j < kept; ++j) {
-      const Geometry& geo = list[j];
-      const bool inside = on_image && in_window(geo, x, y);
+      const Geometry& geo = batch.list[j];
+      const bool inside = on_image && in_window(geo, p.x, p.y);
       if (!__any_sync(0xffffffffu, inside)) continue;  // warp-uniform: the whole warp is outside
       float d_px = 0.f, d_py = 0.f, d_a = 0.f, d_b = 0.f, d_c = 0.f, w = 0.f;
       if (inside) {
-        const float dx = fx - geo.px, dy = fy - geo.py;
-        const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
-        w = __expf(-0.5f * q);
+        float dx, dy;
+        w = gaussian_weight(geo, p.fx, p.fy, dx, dy);
         float d_w = 0.f;
 #pragma unroll
-        for (int k = 0; k < CHUNK; ++k) d_w += g[k] * amps[j * CHUNK + k];
+        for (int k = 0; k < CHUNK; ++k) d_w += g[k] * batch.amps[j * CHUNK + k];
         const float d_q = -0.5f * w * d_w;
         d_a = d_q * dx * dx;
         d_b = d_q * 2.0f * dx * dy;
@@ -195,7 +228,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
         d_px = -d_q * 2.0f * (geo.a * dx + geo.b * dy);
         d_py = -d_q * 2.0f * (geo.b * dx + geo.c * dy);
       }
-      const long gid = frame * n + ids[j];
+      const long gid = p.frame * n + batch.ids[j];
       float partial[5] = {d_px, d_py, d_a, d_b, d_c};
 #pragma unroll
       for (int v = 0; v < 5; ++v) {
@@ -206,7 +239,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
 #pragma unroll
         for (int k = 0; k < CHUNK; ++k) {
           const float total = warp_sum(w * g[k]);
-          const int ch = c0 + k;
+          const int ch = p.c0 + k;
           if (lane == 0 && ch < channels && total != 0.f) atomicAdd(&grad_amplitudes[gid * channels + ch], total);
         }
       }
