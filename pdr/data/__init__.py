@@ -1,6 +1,7 @@
 """Datasets (registered in ``pdr.registry.DATASETS``) and data loaders built from a config."""
 from .base import SPLITS, VideoDataset
 from . import synthetic  # noqa: F401  (registers bouncing_sprites, advected_fields)
+from . import moving_mnist, taxibj, weatherbench, kth, human36m  # noqa: F401  (the benchmarks)
 from .loader import build_dataset
 
 __all__ = ["SPLITS", "VideoDataset", "build_dataset"]

@@ -1,0 +1,132 @@
+"""Fixed-length clips cut from a collection of videos (video files or folders of frames).
+
+Shared by the KTH and Human3.6M loaders: each source is probed once for its frame count and size
+(cheap: a video header or the file list), clips are (source, first frame) pairs, and frames are
+decoded only when a clip is requested, with a small per-process cache of decoded sources.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .video_io import list_frames, read_frame, read_video, resize_frames
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
+
+
+@dataclass
+class Source:
+    """One video: a file or a folder of frames, with its frame count and frame size (H, W)."""
+
+    path: Path
+    num_frames: int
+    size: tuple[int, int]
+
+
+def probe(path: Path) -> Source:
+    """Frame count and size of a video file or frame folder, without decoding the frames."""
+    if path.is_dir():
+        frames = list_frames(path)
+        if not frames:
+            raise DataError(f"{path}: a frame folder without image files")
+        first = read_frame(frames[0])
+        return Source(path, len(frames), tuple(first.shape[:2]))
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            count = stream.frames
+            size = (stream.codec_context.height, stream.codec_context.width)
+            if count <= 0:  # containers without a frame count in the header
+                count = sum(1 for _ in container.decode(video=0))
+    except Exception as exc:
+        raise DataError(f"{path}: cannot open this video ({type(exc).__name__}: {exc}); the file is corrupt or "
+                        "truncated, download it again") from exc
+    if count <= 0:
+        raise DataError(f"{path}: the video has no frames")
+    return Source(path, count, size)
+
+
+def find_sources(root: Path) -> list[Path]:
+    """Video files and frame folders under ``root`` (recursively), sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        here = Path(dirpath)
+        if any(Path(f).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") for f in filenames):
+            found.append(here)
+        found.extend(here / f for f in sorted(filenames) if Path(f).suffix.lower() in VIDEO_SUFFIXES)
+    return sorted(found)
+
+
+class ClipCollection:
+    """Clips of ``length`` frames, ``frame_step`` apart, a new clip every ``clip_stride`` frames.
+
+    Args:
+        sources: probed videos.
+        length, frame_step, clip_stride: clip geometry in source frames.
+        grey: decode to one channel (else RGB).
+        size: (H, W) every frame must have after decoding, or after resizing when ``resize``.
+        resize: resize frames of another size to ``size`` (area averaging); False raises instead.
+        cache_videos: decoded sources kept in memory per process.
+    """
+
+    def __init__(self, sources: list[Source], length: int, frame_step: int, clip_stride: int, grey: bool,
+                 size: tuple[int, int], resize: bool, cache_videos: int = 4):
+        self.sources, self.length, self.frame_step = sources, length, frame_step
+        self.grey, self.size, self.resize = grey, tuple(size), resize
+        span = (length - 1) * frame_step + 1
+        self.clips = [(i, start) for i, src in enumerate(sources)
+                      for start in range(0, src.num_frames - span + 1, clip_stride)]
+        if not resize:
+            for src in sources:
+                if src.size != self.size:
+                    raise DataError(
+                        f"{src.path}: frames are {src.size[0]}x{src.size[1]} but data.image_size asks "
+                        f"{self.size[0]}x{self.size[1]}; set data.resize: true to resize them (area averaging), "
+                        "or resize the files"
+                    )
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_size = cache_videos
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _decode(self, i: int) -> np.ndarray:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        src = self.sources[i]
+        if src.path.is_dir():
+            files = list_frames(src.path)
+            if len(files) != src.num_frames:
+                raise DataError(f"{src.path}: {len(files)} frames now, {src.num_frames} when the dataset was built")
+            frames = np.stack([read_frame(f, grey=self.grey) for f in files])
+        else:
+            frames = read_video(src.path, grey=self.grey)
+        if self.resize:
+            frames = resize_frames(frames, self.size)
+        elif frames.shape[1:3] != self.size:
+            raise DataError(f"{src.path}: frames are {frames.shape[1]}x{frames.shape[2]}, expected "
+                            f"{self.size[0]}x{self.size[1]} (set data.resize: true to resize)")
+        self._cache[i] = frames
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return frames
+
+    def clip(self, index: int) -> np.ndarray:
+        """Clip ``index`` as float32 (length, C, H, W) in [0, 1]."""
+        i, start = self.clips[index]
+        frames = self._decode(i)
+        stop = start + (self.length - 1) * self.frame_step + 1
+        if stop > len(frames):
+            raise DataError(f"{self.sources[i].path}: {len(frames)} frames decoded, {self.sources[i].num_frames} "
+                            "announced in its header; the file is truncated")
+        clip = frames[start:stop:self.frame_step].astype(np.float32) / 255.0
+        return clip[:, None] if clip.ndim == 3 else clip.transpose(0, 3, 1, 2)

@@ -1,0 +1,105 @@
+"""Human3.6M (Ionescu et al., 2014) as a video prediction benchmark: RGB frames, split by subject.
+
+Reads folders of extracted frames, one per subject/action/camera, as OpenSTL prepares them
+(``root/S1_Walking.54138969/*.jpg``) or nested (``root/S1/Walking/*.jpg``); the subject is the
+``S<number>`` in the folder's path relative to ``root``. Protocol (OpenSTL): subjects 1, 5, 6, 7, 8
+train and 9, 11 test, 4 -> 4 frames at 256x256, every 5th source frame. Frames of another size are
+an error unless ``resize: true``. OpenSTL validates on the test subjects; ``val_subjects`` picks others.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import DataError
+from ..registry import DATASETS
+from .base import VideoDataset
+from .clips import ClipCollection, find_sources, probe
+
+SUBJECT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)(?=$|[^0-9])")
+HOW_TO_GET = ("get the videos from http://vision.imar.ro/human3.6m/ (registration needed) and extract frames into one "
+              "folder per subject/action/camera, e.g. with OpenSTL's tools/prepare_data/download_human3.6m.sh")
+
+
+def subject_of(relative: Path) -> int | None:
+    """Subject number from the parts of a path relative to the root, None when it names none."""
+    for part in relative.parts:
+        match = SUBJECT.search(part)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _subjects(value, key: str) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        return set(value)
+    raise DataError(f"data.{key} must be a list of subject numbers (1 for S1), got {value!r}")
+
+
+@DATASETS.register("human36m")
+class Human36M(VideoDataset):
+    """Human3.6M frames, RGB, ``image_size`` x ``image_size``, values in [0, 1].
+
+    Args:
+        split, in_frames, out_frames: as every dataset (4 -> 4).
+        root: folder with the frame folders.
+        image_size: frame height and width (256).
+        resize: resize frames of another size to ``image_size``.
+        train_subjects, test_subjects: subject numbers per split ([1, 5, 6, 7, 8] and [9, 11]).
+        val_subjects: subjects for val; null uses the test subjects, as OpenSTL does.
+        frame_step: source frames between consecutive clip frames (5).
+        clip_stride, eval_clip_stride: source frames between the starts of clips in train and in val/test.
+    """
+
+    mean = 0.0
+    std = 1.0
+
+    def __init__(
+        self,
+        split: str,
+        in_frames: int,
+        out_frames: int,
+        root: str = "data/human36m",
+        image_size: int = 256,
+        resize: bool = False,
+        train_subjects: list = (1, 5, 6, 7, 8),
+        test_subjects: list = (9, 11),
+        val_subjects: list | None = None,
+        frame_step: int = 5,
+        clip_stride: int = 5,
+        eval_clip_stride: int = 40,
+    ):
+        super().__init__(split, in_frames, out_frames)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"data.root: the Human3.6M folder {self.root.resolve()} does not exist; {HOW_TO_GET}")
+        train = _subjects(list(train_subjects), "train_subjects")
+        test = _subjects(list(test_subjects), "test_subjects")
+        val = _subjects(val_subjects, "val_subjects") or test
+        if train & (test | val):
+            raise DataError(f"data.train_subjects overlaps the test or val subjects: {sorted(train & (test | val))}")
+        subjects = {"train": train, "val": val, "test": test}[split]
+        folders = [p for p in find_sources(self.root) if p.is_dir() and subject_of(p.relative_to(self.root)) in subjects]
+        if not folders:
+            raise DataError(f"data.root: no frame folder of subjects {sorted(f'S{s}' for s in subjects)} under "
+                            f"{self.root.resolve()}; {HOW_TO_GET}")
+        self.clips = ClipCollection(
+            [probe(p) for p in folders], in_frames + out_frames, int(frame_step),
+            int(clip_stride if split == "train" else eval_clip_stride), grey=False,
+            size=(image_size, image_size), resize=bool(resize),
+        )
+        if len(self.clips) == 0:
+            raise DataError(f"data: no {split} folder has {(in_frames + out_frames - 1) * frame_step + 1} frames, "
+                            f"needed for {in_frames} + {out_frames} frames {frame_step} apart (data.frame_step)")
+
+    @classmethod
+    def frame_shape(cls, image_size: int = 256, **_) -> tuple[int, int, int]:
+        return (3, image_size, image_size)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int):
+        return self.split_pair(self.clips.clip(index), self.in_frames, self.out_frames)

@@ -1,0 +1,109 @@
+"""KTH human actions (Schuldt et al., 2004): 25 persons, 6 actions, 4 scenarios, grey 160x120 video.
+
+Reads the videos as distributed (``root/<action>/personXX_<action>_dY_uncomp.avi``) or folders of
+extracted frames named the same way (``root/<action>/personXX_<action>_dY/*.png``); the
+person, action and scenario come from the name, anywhere under ``root``. The usual protocol
+(PredRNN, OpenSTL): persons 1-16 train, 17-25 test, 10 -> 20 frames at 128x128. The raw frames are
+160x120, so the configs set ``resize: true`` (area averaging to ``image_size``); without it a
+size mismatch is an error. OpenSTL validates on the test persons; ``val_persons`` picks others.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import DataError
+from ..registry import DATASETS
+from .base import VideoDataset
+from .clips import ClipCollection, find_sources, probe
+
+ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
+NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)", re.IGNORECASE)
+HOW_TO_GET = "download the six action zips from https://www.csc.kth.se/cvap/actions/ and unzip them in data.root"
+
+
+def parse_name(path: Path) -> tuple[int, str, int] | None:
+    """(person, action, scenario) from a KTH file or folder name, None if it is not one."""
+    match = NAME.search(path.name)
+    return (int(match.group(1)), match.group(2).lower(), int(match.group(3))) if match else None
+
+
+def _persons(value, key: str) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        return set(value)
+    raise DataError(f"data.{key} must be a list of person numbers, got {value!r}")
+
+
+@DATASETS.register("kth")
+class KTH(VideoDataset):
+    """KTH, grey, ``image_size`` x ``image_size``, values in [0, 1].
+
+    Args:
+        split, in_frames, out_frames: as every dataset (10 -> 20 in the standard protocol).
+        root: folder with the videos or frame folders.
+        image_size: frame height and width (128).
+        resize: resize frames of another size to ``image_size`` (the raw videos are 160x120).
+        train_persons, test_persons: person numbers per split (1-16 and 17-25).
+        val_persons: persons for val; null uses the test persons, as OpenSTL does.
+        actions: actions to use (all six by default).
+        frame_step: source frames between consecutive clip frames.
+        clip_stride: source frames between the starts of consecutive clips (train), and eval_clip_stride (val, test).
+    """
+
+    mean = 0.0
+    std = 1.0
+
+    def __init__(
+        self,
+        split: str,
+        in_frames: int,
+        out_frames: int,
+        root: str = "data/kth",
+        image_size: int = 128,
+        resize: bool = False,
+        train_persons: list = tuple(range(1, 17)),
+        test_persons: list = tuple(range(17, 26)),
+        val_persons: list | None = None,
+        actions: list = ACTIONS,
+        frame_step: int = 1,
+        clip_stride: int = 10,
+        eval_clip_stride: int = 20,
+    ):
+        super().__init__(split, in_frames, out_frames)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"data.root: the KTH folder {self.root.resolve()} does not exist; {HOW_TO_GET}")
+        unknown = [a for a in actions if a not in ACTIONS]
+        if unknown:
+            raise DataError(f"data.actions: unknown {unknown}; KTH has {', '.join(ACTIONS)}")
+        train, test = _persons(list(train_persons), "train_persons"), _persons(list(test_persons), "test_persons")
+        val = _persons(val_persons, "val_persons") or test
+        if train & test or train & val:
+            raise DataError(f"data.train_persons overlaps the test or val persons: {sorted(train & (test | val))}")
+        persons = {"train": train, "val": val, "test": test}[split]
+        paths = [p for p in find_sources(self.root) if (info := parse_name(p)) and info[0] in persons and info[1] in actions]
+        if not paths:
+            raise DataError(f"data.root: no KTH video (personXX_<action>_dY[_uncomp].avi or a frame folder of that name) "
+                            f"of persons {sorted(persons)} under {self.root.resolve()}; {HOW_TO_GET}")
+        self.clips = ClipCollection(
+            [probe(p) for p in paths], in_frames + out_frames, int(frame_step),
+            int(clip_stride if split == "train" else eval_clip_stride), grey=True,
+            size=(image_size, image_size), resize=bool(resize),
+        )
+        if len(self.clips) == 0:
+            longest = max(s.num_frames for s in self.clips.sources)
+            raise DataError(f"data: the longest {split} video has {longest} frames, fewer than the "
+                            f"{(in_frames + out_frames - 1) * frame_step + 1} needed for {in_frames} + {out_frames} "
+                            f"frames {frame_step} apart (data.in_frames, data.out_frames, data.frame_step)")
+
+    @classmethod
+    def frame_shape(cls, image_size: int = 128, **_) -> tuple[int, int, int]:
+        return (1, image_size, image_size)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int):
+        return self.split_pair(self.clips.clip(index), self.in_frames, self.out_frames)
