@@ -74,7 +74,7 @@ class ClipCollection:
         grey: decode to one channel (else RGB).
         size: (H, W) every frame must have after decoding, or after resizing when ``resize``.
         resize: resize frames of another size to ``size`` (area averaging); False raises instead.
-        cache_videos: decoded sources kept in memory per process.
+        cache_videos: decoded video files kept in memory per process (frame folders are read per clip).
     """
 
     def __init__(self, sources: list[Source], length: int, frame_step: int, clip_stride: int, grey: bool,
@@ -94,27 +94,25 @@ class ClipCollection:
                     )
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_videos
+        self._listing: dict[int, list[Path]] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _decode(self, i: int) -> np.ndarray:
+    def _fit(self, frames: np.ndarray, path: Path) -> np.ndarray:
+        if self.resize:
+            return resize_frames(frames, self.size)
+        if frames.shape[1:3] != self.size:
+            raise DataError(f"{path}: frames are {frames.shape[1]}x{frames.shape[2]}, expected "
+                            f"{self.size[0]}x{self.size[1]} (set data.resize: true to resize)")
+        return frames
+
+    def _decode_video(self, i: int) -> np.ndarray:
+        """Every frame of video file i (a video is decoded from its start, so whole videos are cached)."""
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        src = self.sources[i]
-        if src.path.is_dir():
-            files = list_frames(src.path)
-            if len(files) != src.num_frames:
-                raise DataError(f"{src.path}: {len(files)} frames now, {src.num_frames} when the dataset was built")
-            frames = np.stack([read_frame(f, grey=self.grey) for f in files])
-        else:
-            frames = read_video(src.path, grey=self.grey)
-        if self.resize:
-            frames = resize_frames(frames, self.size)
-        elif frames.shape[1:3] != self.size:
-            raise DataError(f"{src.path}: frames are {frames.shape[1]}x{frames.shape[2]}, expected "
-                            f"{self.size[0]}x{self.size[1]} (set data.resize: true to resize)")
+        frames = self._fit(read_video(self.sources[i].path, grey=self.grey), self.sources[i].path)
         self._cache[i] = frames
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -123,10 +121,19 @@ class ClipCollection:
     def clip(self, index: int) -> np.ndarray:
         """Clip ``index`` as float32 (length, C, H, W) in [0, 1]."""
         i, start = self.clips[index]
-        frames = self._decode(i)
+        src = self.sources[i]
         stop = start + (self.length - 1) * self.frame_step + 1
-        if stop > len(frames):
-            raise DataError(f"{self.sources[i].path}: {len(frames)} frames decoded, {self.sources[i].num_frames} "
-                            "announced in its header; the file is truncated")
-        clip = frames[start:stop:self.frame_step].astype(np.float32) / 255.0
+        if src.path.is_dir():  # read only the clip's frames
+            files = self._listing.get(i) or self._listing.setdefault(i, list_frames(src.path))
+            if len(files) != src.num_frames:
+                raise DataError(f"{src.path}: {len(files)} frames now, {src.num_frames} when the dataset was built")
+            frames = self._fit(np.stack([read_frame(f, grey=self.grey) for f in files[start:stop:self.frame_step]]),
+                               src.path)
+        else:
+            decoded = self._decode_video(i)
+            if stop > len(decoded):
+                raise DataError(f"{src.path}: {len(decoded)} frames decoded, {src.num_frames} announced in its "
+                                "header; the file is truncated")
+            frames = decoded[start:stop:self.frame_step]
+        clip = frames.astype(np.float32) / 255.0
         return clip[:, None] if clip.ndim == 3 else clip.transpose(0, 3, 1, 2)
