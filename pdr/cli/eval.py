@@ -19,7 +19,7 @@ import sys
 from ..metrics import AVAILABLE
 from .common import friendly_errors, setup_logging
 
-COLUMNS = ("mse", "mae", "rmse", "psnr", "ssim", "lpips", "sharpness")
+COLUMNS = AVAILABLE  # the table keeps this order and shows the metrics that were computed
 
 
 def parser() -> argparse.ArgumentParser:

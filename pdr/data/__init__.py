@@ -2,6 +2,7 @@
 from .base import SPLITS, VideoDataset
 from . import synthetic  # noqa: F401  (registers bouncing_sprites, advected_fields)
 from . import moving_mnist, taxibj, weatherbench, kth, human36m  # noqa: F401  (the benchmarks)
+from . import clevrer  # noqa: F401
 from .loader import build_dataset
 
 __all__ = ["SPLITS", "VideoDataset", "build_dataset"]

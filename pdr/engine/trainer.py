@@ -298,6 +298,8 @@ class Trainer:
         last_val: dict = self.history[-1] if self.history else {}
         while self.global_step < self.total_steps:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.accumulate)
+            if callable(getattr(self.train_set, "set_epoch", None)):  # datasets that draw new clips per epoch
+                self.train_set.set_epoch(self.epoch)  # workers are forked per epoch, so they see it
             train_loss = self._train_epoch()
             if self._stop_signal is not None:
                 path = self.save("last")
