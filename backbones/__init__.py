@@ -5,5 +5,6 @@ from . import convlstm  # noqa: F401  (registers "convlstm")
 from . import predrnn  # noqa: F401  (registers "predrnn")
 from . import openstl_bridge  # noqa: F401  (registers "openstl:<Method>")
 from . import srvp  # noqa: F401  (registers "srvp")
+from . import latent_flow  # noqa: F401  (registers "latent_flow")
 
 __all__ = ["Backbone"]

@@ -1,0 +1,122 @@
+"""Inference of a trained latent flow model on frame folders (used by tools/infer.py)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdr.engine.checkpoint import load_checkpoint
+from pdr.errors import CheckpointError, DataError
+
+from .model import LatentFlow
+from .ttt import predict_with_ttt
+
+log = logging.getLogger("pdr")
+CHECKPOINT_ARGS = ("vae_checkpoint", "temporal_checkpoint")
+
+
+def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, out_frames: int = 10,
+               img_h: int = 128, img_w: int = 128, device="cpu"):
+    """The model (backbone and adapter) of a temporal- or joint-phase checkpoint, for frames of img_h x img_w.
+
+    The VAE weights of ``vae_checkpoint`` replace those of ``temporal_checkpoint`` unless the latter comes
+    from the joint phase (its VAE was fine-tuned together with the temporal model; a note says so).
+    """
+    from pdr.model import create_model
+
+    state = load_checkpoint(temporal_checkpoint)
+    spec = dict(state.get("config", {}).get("model", {}).get("backbone") or {})
+    if spec.get("name") != "latent_flow":
+        raise CheckpointError(f"{temporal_checkpoint}: not a latent_flow checkpoint (backbone {spec.get('name')!r})")
+    if spec.get("phase") == "vae":
+        raise CheckpointError(f"{temporal_checkpoint}: a vae-phase checkpoint; --temporal_checkpoint needs the "
+                              "checkpoint of the temporal or joint phase")
+    for key in CHECKPOINT_ARGS:
+        spec.pop(key, None)
+    spec["perceptual"] = "none"  # no training losses at inference
+    adapter = state["config"]["model"].get("adapter")
+    channels = state["model"]["backbone.vae.encoder.0.weight"].shape[1]
+    model = create_model(spec, (in_frames, channels, img_h, img_w), out_frames, adapter=adapter)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("backbone.weighting.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.weighting.")]
+    if missing or unexpected:
+        raise CheckpointError(f"{temporal_checkpoint}: weights do not fit a {img_h}x{img_w} model "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if vae_checkpoint:
+        if spec.get("phase") == "joint":
+            log.info("--vae_checkpoint ignored: %s comes from the joint phase, its VAE was fine-tuned with the "
+                     "temporal model", temporal_checkpoint)
+        else:
+            from .model import load_backbone_state
+
+            vae = load_backbone_state(vae_checkpoint, "--vae_checkpoint")
+            model.backbone._load_part(model.backbone.vae, vae, "vae.", vae_checkpoint)
+    assert isinstance(model.backbone, LatentFlow)
+    return model.to(device).eval()
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    """(T, C, H, W) float in [0, 1] -> (T, H, W, 3) uint8."""
+    img = np.clip(frames, 0.0, 1.0).transpose(0, 2, 3, 1)
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    return (img * 255.0 + 0.5).astype(np.uint8)
+
+
+def run_inference(model, videos, out_dir: Path, in_frames: int, out_frames: int, img_h: int, img_w: int,
+                  ttt: bool = False, ttt_steps: int = 10, ttt_lr: float = 1e-4, device="cpu") -> dict:
+    """Predict every video; writes <out>/<video>/pred_XXX.png, <out>/<video>.gif and <out>/metrics.json."""
+    import imageio.v3 as iio
+
+    from pdr.metrics import evaluate
+
+    from .videos import read_any
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grey = model.backbone.in_shape[1] == 1
+    per_video: dict[str, dict] = {}
+    for video in videos:
+        frames = read_any(video, grey=grey, size=(img_h, img_w), max_frames=in_frames + out_frames)
+        if len(frames) < in_frames:
+            raise DataError(f"{video}: {len(frames)} frames, fewer than --num_input_frames {in_frames}")
+        arr = frames.astype(np.float32) / 255.0
+        arr = arr[:, None] if grey else arr.transpose(0, 3, 1, 2)
+        x = torch.from_numpy(arr[:in_frames]).unsqueeze(0).to(device)
+        steps = ttt_steps if ttt else 0
+        pred, history = predict_with_ttt(model, x, steps, ttt_lr)
+        pred = pred[0].cpu().numpy()
+        name = video.stem if video.is_file() else video.name
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        images = _to_uint8(pred)
+        for i, image in enumerate(images):
+            iio.imwrite(folder / f"pred_{i:03d}.png", image)
+        truth = arr[in_frames:]
+        shown = _to_uint8(arr[:in_frames])
+        tail = images if not len(truth) else np.concatenate(
+            [images[:len(truth)], _to_uint8(truth)], axis=2)  # prediction | truth side by side
+        if len(truth):
+            shown = np.concatenate([shown, shown], axis=2)
+            tail = np.concatenate([tail, np.concatenate([images[len(truth):]] * 2, axis=2)]) \
+                if len(truth) < len(images) else tail
+        iio.imwrite(out_dir / f"{name}.gif", np.concatenate([shown, tail]), duration=150, loop=0)
+        row: dict = {"frames": len(frames), "ttt_losses": history}
+        if len(truth):
+            n = len(truth)
+            res = evaluate(pred[None, :n], truth[None], metrics=("mse", "psnr", "ssim"))
+            row.update({k: res[k] for k in ("mse", "psnr", "ssim")})
+            row["compared_frames"] = n
+        per_video[name] = row
+        log.info("%s: %d frames predicted%s", name, len(images),
+                 f", psnr {row['psnr']:.2f}" if "psnr" in row else " (no ground truth after the inputs)")
+    scored = [r for r in per_video.values() if "mse" in r]
+    mean = {k: float(np.mean([r[k] for r in scored])) for k in ("mse", "psnr", "ssim")} if scored else {}
+    report = {"ttt": bool(ttt), "ttt_steps": int(ttt_steps) if ttt else 0, "num_input_frames": in_frames,
+              "num_pred_frames": out_frames, "videos": per_video, "mean": mean}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report

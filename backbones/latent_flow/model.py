@@ -1,0 +1,300 @@
+"""The latent flow video model as a backbone (``latent_flow``); see docs/latent_flow.md.
+
+Frames are encoded by a 2D VAE (vae.py) into latent maps; a ConvGRU temporal model (temporal.py) steps
+over the latents and predicts per transition a backward flow, an occlusion (visibility) mask, a residual
+and a collision logit; the next latent is
+
+    z_{t+1} = occ * warp(z_t, flow) + (1 - occ) * background + residual
+
+where ``background`` is the per-location temporal mean of the observed latents (what a disoccluded
+location most likely shows: objects move, the background stays).  Future latents are rolled out
+autoregressively and decoded: one call returns all ``out_frames`` frames.
+
+Phases (``phase``): ``vae`` trains the VAE alone (the backbone auto-encodes the target frames in training,
+so the trainer's loss is the reconstruction; in eval it repeats the reconstruction of the last observed
+frame); ``temporal`` loads ``vae_checkpoint``, freezes the VAE and trains the temporal model; ``joint``
+loads ``temporal_checkpoint`` (or ``vae_checkpoint``) and trains everything.  Auxiliary losses, balanced
+by learned uncertainty weights, are returned by ``auxiliary_losses()`` as ``lf_<name>``.
+
+Flow targets are computed online from the training frames (OpenCV Farneback, frames assumed in [0, 1]).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from pdr.registry import BACKBONES
+
+from ..base import Backbone
+from . import losses as L
+from .flow import flow_targets
+from .temporal import TemporalModel
+from .vae import LatentVAE
+from .warp import compose_next, resize_flow, warp
+
+log = logging.getLogger("pdr")
+PHASES = ("vae", "temporal", "joint")
+FLOW_SOURCES = ("online", "none")
+VAE_LOSSES = ("recon", "perceptual", "kl")
+TEMPORAL_LOSSES = ("latent", "flow_epe", "occlusion", "warp", "residual", "collision")
+
+
+def load_backbone_state(path: str | Path, key: str = "model.backbone.vae_checkpoint") -> dict:
+    """The backbone weights (prefix ``backbone.`` stripped) of a checkpoint written by the Trainer."""
+    from pdr.engine.checkpoint import load_checkpoint
+    from pdr.errors import CheckpointError, ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}: checkpoint not found: {path} (train the previous phase first, then pass "
+                          f"--set {key}=<run>/checkpoints/best.pt)")
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+    return {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+
+
+@BACKBONES.register("latent_flow")
+class LatentFlow(Backbone):
+    """VAE + latent flow temporal model (module docstring).  (B, T_in, C, H, W) -> (B, T_out, C, H, W).
+
+    Args:
+        in_shape, out_frames: set by ``build_model``.
+        phase: "vae", "temporal" or "joint" (what trains; see the module docstring).
+        latent_channels: channels L of the latent map.
+        nf: channels of the VAE's first level (doubled per level, at most 4 nf).
+        levels: VAE halvings; H and W must be divisible by 2^levels (latent h = H / 2^levels).
+        hidden: channels of the ConvGRU and the heads.
+        layers: ConvGRU cells.
+        max_flow: bound of the predicted flow in latent pixels (tanh-scaled).
+        vae_checkpoint: a Trainer checkpoint of the vae phase (needed by phase temporal).
+        temporal_checkpoint: a Trainer checkpoint of the temporal phase (phase joint).
+        perceptual: "auto" (DINOv2 when cached, else fixed random conv features), "dino", "random", "none".
+        flow_targets: "online" (Farneback on the batch frames) or "none" (no flow / occlusion losses).
+        loss_weights: fixed multipliers w_i of the uncertainty-weighted terms, by loss name
+            (recon, perceptual, kl, latent, flow_epe, occlusion, warp, residual, collision).
+        output_activation: "sigmoid" (data in [0, 1]) or "none".
+    """
+
+    uses_targets = True
+
+    def __init__(self, in_shape: Sequence[int], out_frames: int, phase: str = "joint", latent_channels: int = 8,
+                 nf: int = 32, levels: int = 2, hidden: int = 64, layers: int = 2, max_flow: float = 4.0,
+                 vae_checkpoint: str | None = None, temporal_checkpoint: str | None = None,
+                 perceptual: str = "auto", flow_targets: str = "online", loss_weights: dict | None = None,
+                 output_activation: str = "sigmoid"):
+        super().__init__(in_shape, out_frames)
+        t_in, c, h, w = self.in_shape
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {list(PHASES)}, got {phase!r}")
+        if flow_targets not in FLOW_SOURCES:
+            raise ValueError(f"flow_targets must be one of {list(FLOW_SOURCES)}, got {flow_targets!r}")
+        if t_in < 2:
+            raise ValueError(f"latent_flow needs at least 2 observed frames (data.in_frames), got {t_in}")
+        if levels < 1 or h % 2 ** levels or w % 2 ** levels:
+            raise ValueError(f"levels={levels}: H and W ({h}x{w}) must be divisible by 2^levels = {2 ** levels}")
+        if min(latent_channels, nf, hidden, layers) < 1:
+            raise ValueError("latent_channels, nf, hidden and layers must be >= 1")
+        self.phase, self.flow_source = phase, flow_targets
+        self.vae = LatentVAE(c, latent_channels, nf, levels, output_activation)
+        self.temporal = TemporalModel(latent_channels, hidden, layers, max_flow)
+        self.feature_channels = self.vae.feature_channels
+        # kept out of the module tree: a frozen network that checkpoints need not store
+        net, self.perceptual_used = L.build_perceptual(perceptual) if phase in ("vae", "joint") else (None, "none")
+        self._perceptual = [net]
+        names = []
+        if phase in ("vae", "joint"):
+            names += [n for n in VAE_LOSSES if n != "perceptual" or self.perceptual_net is not None]
+        if phase in ("temporal", "joint"):
+            names += [n for n in TEMPORAL_LOSSES if flow_targets != "none" or n not in ("flow_epe", "occlusion")]
+        unknown = sorted(set(loss_weights or {}) - set(VAE_LOSSES + TEMPORAL_LOSSES))
+        if unknown:
+            raise ValueError(f"loss_weights: unknown loss names {unknown}; "
+                             f"choose among {list(VAE_LOSSES + TEMPORAL_LOSSES)}")
+        self.weighting = L.UncertaintyWeighting(  # weights of losses another phase uses are ignored here
+            names, {k: v for k, v in (loss_weights or {}).items() if k in names})
+        self._aux: dict[str, Tensor] = {}
+        self.raw_losses: dict[str, float] = {}
+        self._load_phase_weights(vae_checkpoint, temporal_checkpoint)
+        for p in (self.temporal.parameters() if phase == "vae" else ()):
+            p.requires_grad_(False)
+        for p in (self.vae.parameters() if phase == "temporal" else ()):
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ weights of the previous phase
+
+    def _load_phase_weights(self, vae_ckpt: str | None, temporal_ckpt: str | None) -> None:
+        if self.phase == "temporal" and not vae_ckpt:
+            log.warning("latent_flow phase temporal without model.backbone.vae_checkpoint: the frozen VAE is "
+                        "randomly initialised")
+        if temporal_ckpt:
+            state = load_backbone_state(temporal_ckpt, "model.backbone.temporal_checkpoint")
+            self._load_part(self.vae, state, "vae.", temporal_ckpt)
+            self._load_part(self.temporal, state, "temporal.", temporal_ckpt)
+        elif vae_ckpt:
+            self._load_part(self.vae, load_backbone_state(vae_ckpt), "vae.", vae_ckpt)
+
+    @staticmethod
+    def _load_part(module, state: dict, prefix: str, path) -> None:
+        from pdr.errors import ConfigError
+
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part)
+        except RuntimeError as exc:
+            raise ConfigError(f"{path}: its '{prefix[:-1]}' weights do not fit this latent_flow configuration "
+                              f"(different sizes?): {str(exc).splitlines()[0]}") from exc
+        log.info("latent_flow: loaded the %s weights of %s", prefix[:-1], path)
+
+    # ------------------------------------------------------------------ contract
+
+    @property
+    def frames_per_call(self) -> int:
+        return self.out_frames
+
+    def auxiliary_losses(self) -> dict:
+        """``lf_<name>``: uncertainty-weighted losses of the last training forward ({} in eval)."""
+        return dict(self._aux)
+
+    @property
+    def perceptual_net(self):
+        """The frozen perceptual network (not a submodule: not in checkpoints), or None."""
+        return self._perceptual[0]
+
+    # ------------------------------------------------------------------ building blocks
+
+    def encode(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """frames (B, T, C, H, W) -> mean, logvar (B, T, L, h, w)."""
+        b, t = frames.shape[:2]
+        mean, logvar = self.vae.encode(frames.flatten(0, 1))
+        return mean.view(b, t, *mean.shape[1:]), logvar.view(b, t, *logvar.shape[1:])
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z (B, T, L, h, w) -> frames (B, T, C, H, W) and decoder features (B, T, nf, H, W)."""
+        b, t = z.shape[:2]
+        frames, feats = self.vae.decode(z.flatten(0, 1), return_features=True)
+        return frames.view(b, t, *frames.shape[1:]), feats.view(b, t, *feats.shape[1:])
+
+    def rollout(self, z_obs: Tensor, num_future: int) -> dict:
+        """Step the temporal model over observed latents z_obs (B, T_in, L, h, w), then ``num_future`` steps
+        autoregressively.  Returns per transition t -> t+1 (n = T_in - 1 + num_future of them), each (B, n, ...):
+        ``flow``, ``occ``, ``residual``, ``collision`` (B, n), ``next`` (the predicted z_{t+1}), ``warped``
+        (warp(z_t, flow)), ``composed`` (next minus residual)."""
+        t_in = z_obs.shape[1]
+        fill = z_obs.mean(1)
+        state = self.temporal.init_state(z_obs[:, 0])
+        out: dict[str, list] = {k: [] for k in ("flow", "occ", "residual", "collision", "next", "warped", "composed")}
+        z_prev, z_t = z_obs[:, 0], z_obs[:, 0]
+        for t in range(t_in - 1 + num_future):
+            if t < t_in:
+                z_t = z_obs[:, t]
+            heads, state = self.temporal.step(z_t, z_prev, state)
+            nxt, warped = compose_next(z_t, heads["flow"], heads["occ"], fill, heads["residual"])
+            for k in ("flow", "occ", "residual", "collision"):
+                out[k].append(heads[k])
+            out["next"].append(nxt)
+            out["warped"].append(warped)
+            out["composed"].append(nxt - heads["residual"])
+            z_prev, z_t = z_t, nxt
+        return {k: torch.stack(v, 1) for k, v in out.items()}
+
+    def observed_flows(self, x: Tensor) -> Tensor:
+        """Flow head over the observed transitions of x (B, T_in, C, H, W): (B, T_in - 1, 2, h, w)."""
+        with torch.no_grad():
+            z = self.encode(x)[0]
+        return self.rollout(z, 0)["flow"]
+
+    # ------------------------------------------------------------------ losses
+
+    def _vae_losses(self, seq: Tensor, rec: Tensor, mean: Tensor, logvar: Tensor) -> dict:
+        out = {"recon": L.l1(rec, seq), "kl": L.kl_standard_normal(mean, logvar)}
+        net = self.perceptual_net
+        if net is not None:
+            if next(net.parameters()).device != rec.device:
+                self._perceptual[0] = net = net.to(rec.device)
+            out["perceptual"] = L.perceptual_l1(net, rec.flatten(0, 1), seq.flatten(0, 1))
+        return out
+
+    def _temporal_losses(self, seq: Tensor, z_true: Tensor, roll: dict, collision: Tensor | None) -> dict:
+        h, w = z_true.shape[-2:]
+        nxt_true = z_true[:, 1:]
+        out = {"latent": L.l1(roll["next"], nxt_true),
+               "residual": L.l1(roll["residual"], (nxt_true - roll["composed"]).detach())}
+        warped_frames, _ = self.decode(roll["warped"])
+        out["warp"] = L.l1(warped_frames, seq[:, 1:])
+        if self.flow_source == "online":
+            with torch.no_grad():
+                bw, visible = flow_targets(seq)
+                n = bw.shape[1]
+                bw = resize_flow(bw.flatten(0, 1), (h, w)).view(-1, n, 2, h, w)
+                visible = torch.nn.functional.interpolate(visible.flatten(0, 1), size=(h, w), mode="area")
+                visible = visible.view(-1, n, 1, h, w)
+            out["flow_epe"] = L.end_point_error(roll["flow"], bw)
+            out["occlusion"] = L.occlusion_bce(roll["occ"], visible)
+        if collision is not None:
+            t_in = seq.shape[1] - collision.shape[1]
+            out["collision"] = L.focal_loss(roll["collision"][:, t_in - 1:], collision)
+        return out
+
+    def _set_aux(self, raw: dict) -> None:
+        raw = {k: v for k, v in raw.items() if k in self.weighting.log_vars}
+        self.raw_losses = {k: float(v.detach()) for k, v in raw.items()}
+        self._aux = {f"lf_{k}": v for k, v in self.weighting(raw).items()}
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
+                step: int | None = None, collision: Tensor | None = None):
+        """x (B, T_in, C, H, W) -> (B, T_out, C, H, W) (and decoder features (B, T_out, nf, H, W)).
+
+        In training with ``targets`` (B, T_out, C, H, W) the losses of the phase are computed; ``collision``
+        (B, T_out) labels, when given, add the collision focal loss.
+        """
+        if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"latent_flow: x must have shape (B, {', '.join(map(str, self.in_shape))}), "
+                             f"got {tuple(x.shape)}")
+        self._aux = {}
+        t_in = x.shape[1]
+        train = self.training and targets is not None
+        seq = torch.cat([x, targets.to(x.dtype)], 1) if train else x
+        if self.phase == "vae":
+            if train:
+                mean, logvar = self.encode(seq)
+                rec, feats = self.decode(self.vae.sample(mean, logvar))
+                self._set_aux(self._vae_losses(seq, rec, mean, logvar))
+                frames, feats = rec[:, t_in:], feats[:, t_in:]
+            else:  # the VAE alone predicts "nothing moves": the last frame's reconstruction, repeated
+                frames, feats = self.decode(self.encode(x[:, -1:])[0])
+                frames = frames.expand(-1, self.out_frames, -1, -1, -1)
+                feats = feats.expand(-1, self.out_frames, -1, -1, -1)
+            return (frames, feats) if return_features else frames
+
+        if self.phase == "temporal":
+            with torch.no_grad():
+                mean, logvar = self.encode(seq)
+            z = mean
+        else:
+            mean, logvar = self.encode(seq)
+            z = self.vae.sample(mean, logvar) if train else mean
+        roll = self.rollout(z[:, :t_in], self.out_frames)
+        frames, feats = self.decode(roll["next"][:, t_in - 1:])
+        if train:
+            raw = self._temporal_losses(seq, mean, roll, collision)
+            if self.phase == "joint":
+                rec, _ = self.decode(z)
+                raw.update(self._vae_losses(seq, rec, mean, logvar))
+            self._set_aux(raw)
+        return (frames, feats) if return_features else frames
+
+
+def flow_warp_frames(frames: Tensor, flows: Tensor) -> Tensor:
+    """Warp frames t (B, n, C, H, W) by latent-resolution flows (B, n, 2, h, w) upsampled to (H, W)."""
+    b, n = frames.shape[:2]
+    size = tuple(frames.shape[-2:])
+    up = resize_flow(flows.flatten(0, 1), size)
+    return warp(frames.flatten(0, 1), up).view(b, n, *frames.shape[2:])

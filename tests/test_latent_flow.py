@@ -1,0 +1,342 @@
+"""The latent flow backbone: heads, losses with known answers, uncertainty weights, TTT, phases, tools."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pdr.backbones.latent_flow import losses as L
+from pdr.backbones.latent_flow.flow import compute_flows, load_flows, visibility_mask
+from pdr.backbones.latent_flow.model import LatentFlow
+from pdr.backbones.latent_flow.temporal import TemporalModel
+from pdr.backbones.latent_flow.ttt import (
+    adapt_flow_head,
+    predict_with_ttt,
+    restored_flow_head,
+)
+from pdr.backbones.latent_flow.vae import LatentVAE
+from pdr.backbones.latent_flow.warp import compose_next, resize_flow, warp
+
+from pdr.config import load_config
+from pdr.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {"latent_channels": 4, "nf": 8, "levels": 2, "hidden": 8, "layers": 1, "perceptual": "random"}
+
+
+def tiny_net(phase="joint", t_in=3, t_out=2, size=16, channels=3, **kw):
+    torch.manual_seed(0)
+    return LatentFlow((t_in, channels, size, size), t_out, phase=phase, **{**TINY, **kw})
+
+
+# ----------------------------------------------------------------------------- heads: shapes and gradients
+
+def test_vae_shapes_and_gradients():
+    vae = LatentVAE(3, latent_channels=4, nf=8, levels=2)
+    x = torch.rand(2, 3, 16, 16)
+    mean, logvar = vae.encode(x)
+    assert mean.shape == logvar.shape == (2, 4, 4, 4)
+    out, feats = vae.decode(vae.sample(mean, logvar), return_features=True)
+    assert out.shape == x.shape and feats.shape == (2, vae.feature_channels, 16, 16)
+    out.mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.parameters())
+
+
+def test_every_temporal_head_has_shape_and_gradient():
+    model = TemporalModel(latent_channels=4, hidden=8, layers=2)
+    z = torch.randn(2, 4, 6, 6)
+    heads, _ = model.step(z, torch.zeros_like(z), model.init_state(z))
+    assert heads["flow"].shape == (2, 2, 6, 6) and heads["occ"].shape == (2, 1, 6, 6)
+    assert heads["residual"].shape == (2, 4, 6, 6) and heads["collision"].shape == (2,)
+    assert 0 <= heads["occ"].min() and heads["occ"].max() <= 1
+    for name, head in [("flow", model.flow_head), ("occ", model.occ_head), ("residual", model.residual_head),
+                       ("collision", model.collision_head)]:
+        model.zero_grad()
+        heads, _ = model.step(z, torch.zeros_like(z), model.init_state(z))
+        heads[name].pow(2).mean().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()), name
+
+
+@pytest.mark.parametrize("phase", ["vae", "temporal", "joint"])
+def test_backbone_forward_and_losses(phase):
+    net = tiny_net(phase).train()
+    x, y = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
+    out, feats = net(x, return_features=True, targets=y, collision=torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    assert out.shape == y.shape and feats.shape == (2, 2, net.feature_channels, 16, 16)
+    aux = net.auxiliary_losses()
+    expected = {"vae": {"recon", "perceptual", "kl"},
+                "temporal": {"latent", "flow_epe", "occlusion", "warp", "residual", "collision"}}
+    expected["joint"] = expected["vae"] | expected["temporal"]
+    assert {k[3:] for k in aux} == expected[phase]
+    sum(aux.values()).add(out.mean()).backward()
+    frozen = {"vae": net.temporal, "temporal": net.vae}.get(phase)
+    if frozen is not None:
+        assert all(p.grad is None for p in frozen.parameters())
+    net.eval()
+    assert net(x).shape == y.shape and net.auxiliary_losses() == {}
+
+
+def test_128x128_rgb_with_predgs():
+    from pdr.model import create_model
+
+    model = create_model({"name": "latent_flow", **TINY, "phase": "temporal"}, (3, 3, 128, 128), 2,
+                         adapter={"name": "predgs", "num_gaussians": 16, "hidden": 8, "pool": 4})
+    assert model.eval()(torch.rand(1, 3, 3, 128, 128)).shape == (1, 2, 3, 128, 128)
+
+
+# ----------------------------------------------------------------------------- known answers
+
+def test_zero_flow_warps_a_latent_to_itself():
+    z = torch.randn(2, 4, 5, 7)
+    torch.testing.assert_close(warp(z, torch.zeros(2, 2, 5, 7)), z)
+
+
+def test_integer_shift_is_recovered_by_the_warp():
+    z = torch.randn(1, 3, 8, 8)
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # content at (x + 2, y - 1) in frame t
+    out = warp(z, flow)
+    torch.testing.assert_close(out[:, :, 1:, :6], z[:, :, :7, 2:])
+
+
+def test_compose_with_full_visibility_and_no_residual_is_the_warp():
+    z, fill = torch.randn(1, 2, 6, 6), torch.randn(1, 2, 6, 6)
+    flow = torch.randn(1, 2, 6, 6)
+    nxt, warped = compose_next(z, flow, torch.ones(1, 1, 6, 6), fill, torch.zeros_like(z))
+    torch.testing.assert_close(nxt, warped)
+    nxt, _ = compose_next(z, flow, torch.zeros(1, 1, 6, 6), fill, torch.ones_like(z))
+    torch.testing.assert_close(nxt, fill + 1)
+
+
+def test_resize_flow_scales_vectors():
+    flow = torch.full((1, 2, 16, 16), 4.0)
+    torch.testing.assert_close(resize_flow(flow, (4, 4)), torch.full((1, 2, 4, 4), 1.0))
+
+
+def test_kl_is_zero_for_standard_normal_and_positive_else():
+    assert L.kl_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+    assert L.kl_standard_normal(torch.ones(3, 4), torch.zeros(3, 4)).item() == pytest.approx(0.5)
+
+
+def test_focal_loss_known_value():
+    # p = 0.5 for a positive: alpha * (1 - 0.5)^2 * ln 2
+    assert L.focal_loss(torch.zeros(1), torch.ones(1)).item() == pytest.approx(0.25 * 0.25 * math.log(2))
+    assert L.focal_loss(torch.tensor([-20.0]), torch.zeros(1)).item() < 1e-9
+
+
+def test_epe_of_identical_flows_is_zero_and_of_a_unit_offset_is_one():
+    flow = torch.randn(2, 3, 2, 5, 5)
+    assert L.end_point_error(flow, flow).item() == pytest.approx(0.0, abs=1e-5)
+    other = flow.clone()
+    other[:, :, 0] += 1.0
+    assert L.end_point_error(flow, other).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_l1_bce_and_perceptual_known_answers():
+    a = torch.zeros(2, 3, 8, 8)
+    assert L.l1(a, a + 0.5).item() == pytest.approx(0.5)
+    target = torch.tensor([1.0, 0.0])
+    assert L.occlusion_bce(torch.tensor([0.5, 0.5]), target).item() == pytest.approx(math.log(2), abs=1e-5)
+    net, used = L.build_perceptual("random")
+    assert used == "random" and not any(p.requires_grad for p in net.parameters())
+    x = torch.rand(2, 3, 16, 16)
+    assert L.perceptual_l1(net, x, x).item() == 0.0 and L.perceptual_l1(net, x, 1 - x).item() > 0
+
+
+def test_visibility_mask_of_a_consistent_pair_is_all_visible():
+    fw = torch.zeros(1, 2, 8, 8)
+    assert visibility_mask(fw, -fw).min() == 1
+    bw = torch.full((1, 2, 8, 8), 3.0)
+    assert visibility_mask(fw, bw).max() == 0  # backward says "moved", forward says "stayed"
+
+
+def test_uncertainty_weights_learn_and_combine():
+    weighting = L.UncertaintyWeighting(["a", "b"], {"b": 0.5})
+    terms = weighting({"a": torch.tensor(2.0), "b": torch.tensor(2.0)})
+    assert terms["a"].item() == pytest.approx(2.0) and terms["b"].item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown loss names"):
+        L.UncertaintyWeighting(["a"], {"c": 1.0})
+
+
+def test_uncertainty_log_variances_change_during_training():
+    net = tiny_net("joint").train()
+    before = {k: v.detach().clone() for k, v in net.weighting.log_vars.items()}
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    x, y = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
+    labels = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    for _ in range(3):
+        out = net(x, targets=y, collision=labels)
+        loss = (out - y).abs().mean() + sum(net.auxiliary_losses().values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for name, value in net.weighting.log_vars.items():
+        assert value.item() != before[name].item(), name
+
+
+def test_bad_arguments_name_the_key():
+    with pytest.raises(ValueError, match="phase"):
+        tiny_net("pixels")
+    with pytest.raises(ValueError, match="loss_weights"):
+        tiny_net("vae", loss_weights={"klx": 1.0})
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_net("vae", size=18)
+    with pytest.raises(ConfigError, match="model.backbone.vae_checkpoint"):
+        tiny_net("temporal", vae_checkpoint="/nonexistent/best.pt")
+
+
+# ----------------------------------------------------------------------------- test-time training
+
+def test_ttt_changes_the_flow_head_then_restores_it_exactly():
+    net = tiny_net("joint").eval()
+    x = torch.rand(1, 3, 3, 16, 16)
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    with restored_flow_head(net) as head:
+        losses = adapt_flow_head(net, x, steps=3, lr=1e-2)
+        assert len(losses) == 3
+        changed = [k for k, v in head.state_dict().items()
+                   if not torch.equal(v, trained[f"temporal.flow_head.{k}"])]
+        assert changed
+        others = {k: v for k, v in net.state_dict().items() if not k.startswith("temporal.flow_head.")}
+        assert all(torch.equal(v, trained[k]) for k, v in others.items())  # only the flow head moved
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    assert all(p.requires_grad for p in net.parameters())  # TTT gives back the trainable flags
+    pred, history = predict_with_ttt(net, x, steps=2, lr=1e-2)
+    assert pred.shape == (1, 2, 3, 16, 16) and len(history) == 2
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+
+
+# ----------------------------------------------------------------------------- phases through the Trainer
+
+SMALL = ["data.size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5", "data.num_train=4",
+         "data.num_val=2", "data.num_test=2", "data.batch_size=2", "train.log_every=1", "train.tensorboard=false",
+         "eval.metrics=[mse,psnr]", "model.backbone.nf=8", "model.backbone.hidden=8", "model.backbone.layers=1",
+         "model.backbone.perceptual=random"]
+
+
+def _cfg(name, *extra):
+    return load_config(REPO / "configs" / "bouncing_sprites" / f"latent_flow_{name}.yaml", SMALL + list(extra))
+
+
+@pytest.fixture(scope="module")
+def phases(tmp_path_factory):
+    """The three phases on tiny bouncing_sprites settings, the temporal one interrupted and resumed."""
+    from pdr.engine import Trainer
+
+    root = tmp_path_factory.mktemp("lf_runs")
+    Trainer(_cfg("vae", "train.max_steps=2"), root / "vae", show_progress=False).fit()
+    vae_ckpt = root / "vae" / "checkpoints" / "last.pt"
+    temporal = [f"model.backbone.vae_checkpoint={vae_ckpt}"]
+    Trainer(_cfg("temporal", "train.max_steps=2", *temporal), root / "temporal", show_progress=False).fit()
+    resumed = Trainer(_cfg("temporal", "train.max_steps=3", *temporal), root / "temporal", resume=True,
+                      show_progress=False)
+    start = resumed.global_step
+    resumed.fit()
+    joint = [f"model.backbone.temporal_checkpoint={root / 'temporal' / 'checkpoints' / 'last.pt'}",
+             "train.max_steps=2"]
+    Trainer(_cfg("joint", *joint), root / "joint", show_progress=False).fit()
+    Trainer(_cfg("joint_predgs", *joint, "model.adapter.num_gaussians=16", "model.adapter.hidden=8"),
+            root / "joint_predgs", show_progress=False).fit()
+    return {"root": root, "resumed_from": start, "resumed": resumed, "vae_ckpt": vae_ckpt}
+
+
+def test_three_phases_each_with_its_checkpoint_and_resume(phases):
+    root = phases["root"]
+    for run in ("vae", "temporal", "joint", "joint_predgs"):
+        assert (root / run / "checkpoints" / "last.pt").is_file(), run
+    resumed = phases["resumed"]
+    assert phases["resumed_from"] == 2 and resumed.global_step == 3
+    vae_state = torch.load(phases["vae_ckpt"], weights_only=False)["model"]
+    for k, v in resumed.model.backbone.vae.state_dict().items():  # the frozen VAE is the vae phase's
+        torch.testing.assert_close(v, vae_state[f"backbone.vae.{k}"], rtol=0, atol=0)
+    joint = torch.load(root / "joint" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert any(not torch.equal(joint[k], v) for k, v in vae_state.items() if k.startswith("backbone.vae."))
+
+
+def _write_video(folder, frames=5, size=16):
+    import imageio.v3 as iio
+
+    from pdr.data.synthetic import BouncingSprites
+
+    seq = BouncingSprites("test", 1, frames - 1, num_test=1, seq_len=frames, size=size, sprite_size=(3.0, 6.0)).sequence(0)
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(seq):
+        iio.imwrite(folder / f"frame_{i}.png", (frame.transpose(1, 2, 0) * 255).round().astype(np.uint8))
+
+
+@pytest.mark.parametrize("run,ttt", [("joint", True), ("joint_predgs", False)])
+def test_infer_end_to_end(phases, tmp_path, run, ttt):
+    from tools_infer import main
+
+    _write_video(tmp_path / "videos" / "vid_a")
+    _write_video(tmp_path / "videos" / "vid_b")
+    out = tmp_path / "out"
+    argv = ["--vae_checkpoint", str(phases["vae_ckpt"]),
+            "--temporal_checkpoint", str(phases["root"] / run / "checkpoints" / "last.pt"),
+            "--video_folders", str(tmp_path / "videos"), "--img_h", "16", "--img_w", "16",
+            "--num_input_frames", "3", "--num_pred_frames", "2", "--output_dir", str(out), "--device", "cpu"]
+    assert main(argv + (["--ttt", "--ttt_steps", "2"] if ttt else [])) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["videos"]) == {"vid_a", "vid_b"} and report["ttt"] is ttt
+    assert all(len(r["ttt_losses"]) == (2 if ttt else 0) for r in report["videos"].values())
+    assert {"mse", "psnr", "ssim"} <= set(report["mean"])
+    for name in ("vid_a", "vid_b"):
+        assert (out / f"{name}.gif").is_file()
+        assert sorted(p.name for p in (out / name).glob("*.png")) == ["pred_000.png", "pred_001.png"]
+
+
+def test_infer_friendly_errors(phases, tmp_path, capsys):
+    from tools_infer import main
+
+    ckpt = str(phases["root"] / "joint" / "checkpoints" / "last.pt")
+    common = ["--img_h", "16", "--img_w", "16", "--num_input_frames", "3", "--num_pred_frames", "2",
+              "--output_dir", str(tmp_path / "o")]
+    assert main(["--temporal_checkpoint", ckpt, "--video_folders", str(tmp_path / "nope")] + common) == 2
+    assert "video folder not found" in capsys.readouterr().err
+    _write_video(tmp_path / "v" / "one")
+    assert main(["--temporal_checkpoint", str(tmp_path / "missing.pt"), "--video_folders", str(tmp_path / "v")]
+                + common) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["--temporal_checkpoint", str(phases["vae_ckpt"]), "--video_folders", str(tmp_path / "v")]
+                + common) == 2
+    assert "vae-phase" in capsys.readouterr().err
+
+
+def test_precompute_flow_on_a_tiny_folder(tmp_path, capsys):
+    from tools_precompute_flow import main
+
+    _write_video(tmp_path / "data" / "v0", frames=4, size=32)
+    assert main([str(tmp_path / "data")]) == 0
+    captured = capsys.readouterr()
+    assert "flow method:" in captured.err and "farneback" in captured.out.lower() + captured.err.lower()
+    flows = load_flows(tmp_path / "data" / "v0")
+    assert flows["forward"].shape == flows["backward"].shape == (3, 2, 32, 32)
+    assert flows["visible"].shape == (3, 1, 32, 32) and str(flows["method"]) in ("farneback", "raft_large")
+    assert main([str(tmp_path / "data")]) == 0 and "skipped" in capsys.readouterr().err
+
+
+def test_farneback_recovers_a_shift():
+    rng = np.random.default_rng(0)
+    base = (rng.random((40, 40)) > 0.5).astype(np.float32)
+    base = np.kron(base, np.ones((2, 2)))[:48, :48]  # blocky texture
+    a = np.repeat(base[None, :, :, None], 3, -1)
+    b = np.roll(a, 2, axis=2)  # moves 2 pixels right
+    flows = compute_flows((np.concatenate([a, b]) * 255).astype(np.uint8), method="farneback")
+    inner = flows["forward"][0, :, 8:-8, 8:-8].astype(np.float32)
+    assert abs(np.median(inner[0]) - 2.0) < 0.5 and abs(np.median(inner[1])) < 0.5
+
+
+@pytest.fixture(autouse=True)
+def _tools_as_modules(monkeypatch):
+    import importlib.util
+    import sys
+
+    for name in ("infer", "precompute_flow"):
+        spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        monkeypatch.setitem(sys.modules, f"tools_{name}", module)
