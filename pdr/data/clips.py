@@ -19,6 +19,25 @@ from .video_io import list_frames, read_frame, read_video, resize_frames
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
 
 
+def split_ids(split: str, train, val, test, keys: tuple[str, str, str], what: str) -> set[int]:
+    """The ids (persons, subjects) of ``split``; ``val`` None means the test ids, as OpenSTL validates.
+
+    ``keys`` are the config keys of (train, val, test) for the messages.
+    """
+    def as_set(value, key):
+        if value is None:
+            return set()
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            return set(value)
+        raise DataError(f"data.{key} must be a list of {what} numbers, got {value!r}")
+
+    train_ids, test_ids = as_set(train, keys[0]), as_set(test, keys[2])
+    val_ids = as_set(val, keys[1]) or test_ids
+    if train_ids & (test_ids | val_ids):
+        raise DataError(f"data.{keys[0]} overlaps the test or val {what}s: {sorted(train_ids & (test_ids | val_ids))}")
+    return {"train": train_ids, "val": val_ids, "test": test_ids}[split]
+
+
 @dataclass
 class Source:
     """One video: a file or a folder of frames, with its frame count and frame size (H, W)."""

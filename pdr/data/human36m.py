@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..registry import DATASETS
 from .base import VideoDataset
-from .clips import ClipCollection, find_sources, probe
+from .clips import ClipCollection, find_sources, probe, split_ids
 
 SUBJECT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)(?=$|[^0-9])")
 HOW_TO_GET = ("get the videos from http://vision.imar.ro/human3.6m/ (registration needed) and extract frames into one "
@@ -28,14 +28,6 @@ def subject_of(relative: Path) -> int | None:
         if match:
             return int(match.group(1))
     return None
-
-
-def _subjects(value, key: str) -> set[int]:
-    if value is None:
-        return set()
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
-        return set(value)
-    raise DataError(f"data.{key} must be a list of subject numbers (1 for S1), got {value!r}")
 
 
 @DATASETS.register("human36m")
@@ -75,12 +67,8 @@ class Human36M(VideoDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"data.root: the Human3.6M folder {self.root.resolve()} does not exist; {HOW_TO_GET}")
-        train = _subjects(list(train_subjects), "train_subjects")
-        test = _subjects(list(test_subjects), "test_subjects")
-        val = _subjects(val_subjects, "val_subjects") or test
-        if train & (test | val):
-            raise DataError(f"data.train_subjects overlaps the test or val subjects: {sorted(train & (test | val))}")
-        subjects = {"train": train, "val": val, "test": test}[split]
+        subjects = split_ids(split, list(train_subjects), val_subjects, list(test_subjects),
+                             ("train_subjects", "val_subjects", "test_subjects"), "subject")
         folders = [p for p in find_sources(self.root) if p.is_dir() and subject_of(p.relative_to(self.root)) in subjects]
         if not folders:
             raise DataError(f"data.root: no frame folder of subjects {sorted(f'S{s}' for s in subjects)} under "

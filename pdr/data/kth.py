@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..registry import DATASETS
 from .base import VideoDataset
-from .clips import ClipCollection, find_sources, probe
+from .clips import ClipCollection, find_sources, probe, split_ids
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)", re.IGNORECASE)
@@ -26,14 +26,6 @@ def parse_name(path: Path) -> tuple[int, str, int] | None:
     """(person, action, scenario) from a KTH file or folder name, None if it is not one."""
     match = NAME.search(path.name)
     return (int(match.group(1)), match.group(2).lower(), int(match.group(3))) if match else None
-
-
-def _persons(value, key: str) -> set[int]:
-    if value is None:
-        return set()
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
-        return set(value)
-    raise DataError(f"data.{key} must be a list of person numbers, got {value!r}")
 
 
 @DATASETS.register("kth")
@@ -78,11 +70,8 @@ class KTH(VideoDataset):
         unknown = [a for a in actions if a not in ACTIONS]
         if unknown:
             raise DataError(f"data.actions: unknown {unknown}; KTH has {', '.join(ACTIONS)}")
-        train, test = _persons(list(train_persons), "train_persons"), _persons(list(test_persons), "test_persons")
-        val = _persons(val_persons, "val_persons") or test
-        if train & test or train & val:
-            raise DataError(f"data.train_persons overlaps the test or val persons: {sorted(train & (test | val))}")
-        persons = {"train": train, "val": val, "test": test}[split]
+        persons = split_ids(split, list(train_persons), val_persons, list(test_persons),
+                            ("train_persons", "val_persons", "test_persons"), "person")
         paths = [p for p in find_sources(self.root) if (info := parse_name(p)) and info[0] in persons and info[1] in actions]
         if not paths:
             raise DataError(f"data.root: no KTH video (personXX_<action>_dY[_uncomp].avi or a frame folder of that name) "
