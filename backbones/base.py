@@ -23,6 +23,10 @@ class Backbone(nn.Module):
     ``uses_targets = True`` and accept ``targets`` (B, T_out, C, H, W) and ``step`` (int)
     keywords; the training loop passes them only in training mode.
 
+    Such backbones may also list dataset labels they train on in ``extra_inputs`` (e.g.
+    ``("collision",)``): datasets that return ``(inputs, targets, {"collision": ...})`` have them
+    passed as keywords, in training only.
+
     Backbones with losses of their own (a KL term, a flow loss) return them from
     ``auxiliary_losses()`` as named scalar tensors of the last forward call; the training loop
     adds them to the configured loss and logs each one.
@@ -30,6 +34,7 @@ class Backbone(nn.Module):
 
     feature_channels: int | None = None
     uses_targets: bool = False
+    extra_inputs: tuple[str, ...] = ()
 
     def __init__(self, in_shape: Sequence[int], out_frames: int):
         super().__init__()

@@ -251,7 +251,7 @@ def evaluate_run(
     name = Path(path).name if Path(path).is_dir() else Path(path).stem
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     with _sampling_seed(k > 1, cfg["train"]["seed"], device):  # the same command gives the same samples
-        for i, (x, y) in enumerate(tqdm(loader, total=total, desc=f"eval {name}", leave=False, dynamic_ncols=True)):
+        for i, (x, y, *_) in enumerate(tqdm(loader, total=total, desc=f"eval {name}", leave=False, dynamic_ncols=True)):
             if max_batches is not None and i >= max_batches:
                 break
             if k > 1:

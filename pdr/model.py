@@ -39,9 +39,11 @@ class PDRModel(nn.Module):
         coarse, features = out if wants_features else (out, None)
         return coarse if self.adapter is None else self.adapter(coarse, features)
 
-    def forward(self, x: Tensor, targets: Tensor | None = None, step: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, targets: Tensor | None = None, step: int | None = None,
+                extras: dict | None = None) -> Tensor:
         """x: (B, T_in, C, H, W) -> (B, T_out, C, H, W). ``targets``/``step`` reach backbones that
-        use ground truth during training (scheduled sampling) and are ignored otherwise."""
+        use ground truth during training (scheduled sampling) and are ignored otherwise; so do the
+        dataset's ``extras`` (labels such as ``collision`` (B, T_out)) named in the backbone's ``extra_inputs``."""
         if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"model input must have shape (B, {', '.join(map(str, self.in_shape))}) = (B, T_in, C, H, W), "
@@ -50,6 +52,8 @@ class PDRModel(nn.Module):
         extra = {}
         if getattr(self.backbone, "uses_targets", False) and self.training:
             extra = {"targets": targets, "step": step}
+            wanted = getattr(self.backbone, "extra_inputs", ())
+            extra.update({k: v for k, v in (extras or {}).items() if k in wanted})
         chunks, produced, window = [], 0, x
         while produced < self.out_frames:
             y = self._predict_chunk(window, extra)

@@ -70,8 +70,10 @@ def test_collision_labels_at_the_right_steps(root):
     assert ds.collision_labels(0, all_frames=True).tolist() == [0, 0, 0, 0, 0, 1, 0]
     strided = build(root, in_frames=3, out_frames=3, frame_step=2)  # targets: frames 6, 8, 10
     assert strided.collision_labels(0).tolist() == [1.0, 0.0, 1.0]  # 5 in (4, 6], 9 in (8, 10]
-    _, y, c = build(root, return_collision=True)[0]
-    assert c.tolist() == [0.0, 1.0, 0.0] and y.shape[0] == 3
+    train = build(root, split="train", clip_start="fixed", return_collision=True)
+    _, y, extras = train[train.videos.index(next(v for v in train.videos if v.name == "video_00000.mp4"))]
+    assert extras["collision"].tolist() == [0.0, 1.0, 0.0] and y.shape[0] == 3
+    assert len(build(root, return_collision=True)[0]) == 2  # val/test: pairs (no public test labels)
     item = ds.item(0)
     assert item["source_frames"].tolist() == list(range(7)) and item["collision"].tolist() == [0.0, 1.0, 0.0]
 

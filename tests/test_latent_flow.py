@@ -340,3 +340,86 @@ def _tools_as_modules(monkeypatch):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         monkeypatch.setitem(sys.modules, f"tools_{name}", module)
+
+
+def _write_clevrer(root, videos=4, frames=8, size=24):
+    from pdr.data.video_io import write_video
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(videos):
+        video = np.full((frames, size, size, 3), 90, np.uint8)
+        for t in range(frames):
+            video[t, 8:14, 2 + 2 * t : 8 + 2 * t] = 230
+        write_video(root / f"video_{index:05d}.mp4", video)
+        annotation = {"collision": [{"frame_id": int(rng.integers(3, 6)), "object_ids": [0, 1]}],
+                      "motion_trajectory": [{"frame_id": f, "objects": []} for f in range(frames)]}
+        (root / f"annotation_{index:05d}.json").write_text(json.dumps(annotation))
+
+
+CLEVRER_TINY = ["data.img_size=16", "data.in_frames=3", "data.out_frames=2", "data.train_videos=[0,2]",
+                "data.val_videos=[2,3]", "data.test_videos=[3,4]", "data.batch_size=2", "data.num_workers=0",
+                "model.backbone.vae_checkpoint=null", "model.backbone.nf=8", "model.backbone.hidden=8",
+                "model.backbone.layers=1", "model.backbone.levels=2", "model.backbone.perceptual=random",
+                "train.max_steps=2", "train.tensorboard=false", "eval.metrics=[mse]"]
+
+
+@pytest.mark.parametrize("flows", ["online", "precomputed"])
+def test_dataset_labels_and_flows_reach_the_heads_through_the_trainer(tmp_path, flows):
+    """CLEVRER with data.return_collision (and return_flows): the trainer hands them to the backbone."""
+    from tools_precompute_flow import main as precompute
+
+    from pdr.engine import Trainer
+
+    _write_clevrer(tmp_path)
+    overrides = [f"data.root={tmp_path}", *CLEVRER_TINY, f"model.backbone.flow_targets={flows}"]
+    if flows == "precomputed":
+        assert precompute([str(tmp_path), "--method", "farneback"]) == 0
+        overrides.append("data.return_flows=true")
+    cfg = load_config(REPO / "configs" / "clevrer" / "latent_flow_temporal.yaml", overrides)
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    trainer.fit()
+    raw = trainer.model.backbone.raw_losses
+    assert {"collision", "flow_epe", "occlusion"} <= set(raw) and all(math.isfinite(v) for v in raw.values())
+
+
+def test_precomputed_flows_are_resized_with_their_vectors_and_required(tmp_path):
+    from pdr.errors import ConfigError, DataError
+    from pdr.registry import DATASETS
+
+    _write_clevrer(tmp_path, frames=8, size=24)
+    backward = np.zeros((7, 2, 24, 24), np.float16)
+    backward[:, 0] = 3.0  # 3 pixels right at 24x24 -> 2 pixels at 16x16
+    np.savez(tmp_path / "video_00000_flow.npz", backward=backward, forward=-backward,
+             visible=np.ones((7, 1, 24, 24), np.uint8), method="test")
+    ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16,
+                        train_videos=[0, 1], val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed",
+                        return_flows=True)
+    _, _, extras = ds[0]
+    assert extras["flow_backward"].shape == (4, 2, 16, 16) and extras["flow_visible"].shape == (4, 1, 16, 16)
+    assert torch.allclose(extras["flow_backward"][:, 0], torch.full((4, 16, 16), 2.0))
+    assert torch.all(extras["flow_backward"][:, 1] == 0)
+    (tmp_path / "video_00000_flow.npz").unlink()
+    with pytest.raises(DataError, match="no precomputed flows.*precompute_flow.py"):
+        ds[0]
+    net = tiny_net("temporal", flow_targets="precomputed").train()
+    with pytest.raises(ConfigError, match="flow_targets: precomputed needs flows from the dataset"):
+        net(torch.rand(1, 3, 3, 16, 16), targets=torch.rand(1, 2, 3, 16, 16))
+
+
+def test_infer_on_tiny_clevrer_videos(phases, tmp_path):
+    """tools/infer.py reads the CLEVRER mp4 files themselves (resized to --img_h x --img_w)."""
+    from tools_infer import main
+
+    _write_clevrer(tmp_path / "clevrer", videos=2, frames=8, size=24)
+    out = tmp_path / "out"
+    argv = ["--vae_checkpoint", str(phases["vae_ckpt"]),
+            "--temporal_checkpoint", str(phases["root"] / "joint" / "checkpoints" / "last.pt"),
+            "--video_folders", str(tmp_path / "clevrer"), "--img_h", "16", "--img_w", "16",
+            "--num_input_frames", "3", "--num_pred_frames", "2", "--ttt", "--ttt_steps", "2",
+            "--output_dir", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["videos"]) == {"video_00000", "video_00001"}
+    assert all(len(r["ttt_losses"]) == 2 for r in report["videos"].values())
+    assert (out / "video_00001.gif").is_file() and len(list((out / "video_00000").glob("pred_*.png"))) == 2

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pdr.errors import CheckpointError, ConfigError
 from pdr.registry import BACKBONES
 
 from ..base import Backbone
@@ -38,7 +39,7 @@ from .warp import compose_next, resize_flow, warp
 
 log = logging.getLogger("pdr")
 PHASES = ("vae", "temporal", "joint")
-FLOW_SOURCES = ("online", "none")
+FLOW_SOURCES = ("online", "precomputed", "none")
 VAE_LOSSES = ("recon", "perceptual", "kl")
 TEMPORAL_LOSSES = ("latent", "flow_epe", "occlusion", "warp", "residual", "collision")
 
@@ -46,7 +47,6 @@ TEMPORAL_LOSSES = ("latent", "flow_epe", "occlusion", "warp", "residual", "colli
 def load_backbone_state(path: str | Path, key: str = "model.backbone.vae_checkpoint") -> dict:
     """The backbone weights (prefix ``backbone.`` stripped) of a checkpoint written by the Trainer."""
     from pdr.engine.checkpoint import load_checkpoint
-    from pdr.errors import CheckpointError, ConfigError
 
     path = Path(path)
     if not path.is_file():
@@ -75,13 +75,18 @@ class LatentFlow(Backbone):
         vae_checkpoint: a Trainer checkpoint of the vae phase (needed by phase temporal).
         temporal_checkpoint: a Trainer checkpoint of the temporal phase (phase joint).
         perceptual: "auto" (DINOv2 when cached, else fixed random conv features), "dino", "random", "none".
-        flow_targets: "online" (Farneback on the batch frames) or "none" (no flow / occlusion losses).
+        flow_targets: "online" (Farneback on the batch frames), "precomputed" (the flows tools/precompute_flow.py
+            stored next to the videos, handed over by the dataset: CLEVRER's ``return_flows: true``) or "none"
+            (no flow / occlusion losses).
         loss_weights: fixed multipliers w_i of the uncertainty-weighted terms, by loss name
             (recon, perceptual, kl, latent, flow_epe, occlusion, warp, residual, collision).
         output_activation: "sigmoid" (data in [0, 1]) or "none".
     """
 
     uses_targets = True
+    # from the dataset in training: CLEVRER's collision labels (data.return_collision) and its
+    # precomputed flows (data.return_flows)
+    extra_inputs = ("collision", "flow_backward", "flow_visible")
 
     def __init__(self, in_shape: Sequence[int], out_frames: int, phase: str = "joint", latent_channels: int = 8,
                  nf: int = 32, levels: int = 2, hidden: int = 64, layers: int = 2, max_flow: float = 4.0,
@@ -141,7 +146,6 @@ class LatentFlow(Backbone):
 
     @staticmethod
     def _load_part(module, state: dict, prefix: str, path) -> None:
-        from pdr.errors import ConfigError
 
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         try:
@@ -220,16 +224,22 @@ class LatentFlow(Backbone):
             out["perceptual"] = L.perceptual_l1(net, rec.flatten(0, 1), seq.flatten(0, 1))
         return out
 
-    def _temporal_losses(self, seq: Tensor, z_true: Tensor, roll: dict, collision: Tensor | None) -> dict:
+    def _temporal_losses(self, seq: Tensor, z_true: Tensor, roll: dict, collision: Tensor | None,
+                         given_flows: tuple[Tensor, Tensor] | None = None) -> dict:
         h, w = z_true.shape[-2:]
         nxt_true = z_true[:, 1:]
         out = {"latent": L.l1(roll["next"], nxt_true),
                "residual": L.l1(roll["residual"], (nxt_true - roll["composed"]).detach())}
         warped_frames, _ = self.decode(roll["warped"])
         out["warp"] = L.l1(warped_frames, seq[:, 1:])
-        if self.flow_source == "online":
+        if self.flow_source == "precomputed" and given_flows is None:
+            raise ConfigError("model.backbone.flow_targets: precomputed needs flows from the dataset; set "
+                             "data.return_flows: true (CLEVRER) after running tools/precompute_flow.py on the videos, "
+                             "or use flow_targets: online")
+        if self.flow_source != "none":
             with torch.no_grad():
-                bw, visible = flow_targets(seq)
+                bw, visible = flow_targets(seq) if self.flow_source == "online" else given_flows
+                bw, visible = bw.to(seq.dtype), visible.to(seq.dtype)
                 n = bw.shape[1]
                 bw = resize_flow(bw.flatten(0, 1), (h, w)).view(-1, n, 2, h, w)
                 visible = torch.nn.functional.interpolate(visible.flatten(0, 1), size=(h, w), mode="area")
@@ -249,11 +259,14 @@ class LatentFlow(Backbone):
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
-                step: int | None = None, collision: Tensor | None = None):
+                step: int | None = None, collision: Tensor | None = None, flow_backward: Tensor | None = None,
+                flow_visible: Tensor | None = None):
         """x (B, T_in, C, H, W) -> (B, T_out, C, H, W) (and decoder features (B, T_out, nf, H, W)).
 
         In training with ``targets`` (B, T_out, C, H, W) the losses of the phase are computed; ``collision``
-        (B, T_out) labels, when given, add the collision focal loss.
+        (B, T_out) labels, when given, add the collision focal loss. ``flow_backward`` (B, T-1, 2, H, W) and
+        ``flow_visible`` (B, T-1, 1, H, W), over the T = T_in + T_out frames, are the precomputed targets that
+        ``flow_targets: precomputed`` needs.
         """
         if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"latent_flow: x must have shape (B, {', '.join(map(str, self.in_shape))}), "
@@ -284,7 +297,8 @@ class LatentFlow(Backbone):
         roll = self.rollout(z[:, :t_in], self.out_frames)
         frames, feats = self.decode(roll["next"][:, t_in - 1:])
         if train:
-            raw = self._temporal_losses(seq, mean, roll, collision)
+            given = None if flow_backward is None else (flow_backward, flow_visible)
+            raw = self._temporal_losses(seq, mean, roll, collision, given)
             if self.phase == "joint":
                 rec, _ = self.decode(z)
                 raw.update(self._vae_losses(seq, rec, mean, logvar))

@@ -1,8 +1,8 @@
 """Datasets (registered in ``pdr.registry.DATASETS``) and data loaders built from a config."""
-from .base import SPLITS, VideoDataset
+from .base import SPLITS, VideoDataset, split_batch
 from . import synthetic  # noqa: F401  (registers bouncing_sprites, advected_fields)
 from . import moving_mnist, taxibj, weatherbench, kth, human36m  # noqa: F401  (the benchmarks)
 from . import clevrer  # noqa: F401
 from .loader import build_dataset
 
-__all__ = ["SPLITS", "VideoDataset", "build_dataset"]
+__all__ = ["SPLITS", "VideoDataset", "build_dataset", "split_batch"]

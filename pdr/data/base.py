@@ -12,11 +12,23 @@ from ..errors import DataError
 SPLITS = ("train", "val", "test")
 
 
+def split_batch(batch, device=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(inputs, targets, extras) of a collated batch, moved to ``device``; extras is {} for 2-tuples."""
+    x, y = batch[0], batch[1]
+    extras = dict(batch[2]) if len(batch) > 2 else {}
+    if device is not None:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        extras = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in extras.items()}
+    return x, y, extras
+
+
 class VideoDataset(Dataset):
     """A split of a video prediction dataset.
 
     ``__getitem__`` returns ``(inputs, targets)`` float32 tensors of shapes (T_in, C, H, W) and
-    (T_out, C, H, W). ``mean``/``std`` (None, a float, or one value per channel) undo the
+    (T_out, C, H, W), or ``(inputs, targets, extras)`` with a dict of per-sequence labels (for example
+    ``{"collision": (T_out,)}``) that the training loop hands to backbones naming them in
+    ``extra_inputs``. ``mean``/``std`` (None, a float, or one value per channel) undo the
     normalisation for metrics: ``raw = normalised * std + mean``.
     """
 

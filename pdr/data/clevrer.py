@@ -97,8 +97,14 @@ class CLEVRER(VideoDataset):
         start_frame: the first source frame of a "fixed" clip.
         seed: seed of the random clip starts.
         require_annotations: every video needs its annotation (else only frames are available).
-        return_collision: ``__getitem__`` returns ``(inputs, targets, collision (T_out,))`` instead of
-            ``(inputs, targets)`` (off by default: the trainer expects pairs).
+        return_collision: in the train split, ``__getitem__`` returns ``(inputs, targets, {"collision":
+            (T_out,)})``: the trainer hands the labels to backbones that train on them (latent_flow's
+            collision head). Val and test always return pairs (the official test labels are not public);
+            ``collision_labels(index)`` and ``item(index)`` give the labels of any annotated video.
+        return_flows: in the train split, add ``"flow_backward"`` (T-1, 2, H, W) and ``"flow_visible"``
+            (T-1, 1, H, W) over the clip's frames to the extras, read from ``video_XXXXX_flow.npz`` next to each
+            video (written by tools/precompute_flow.py; resized to ``img_size`` with the vectors scaled). Needs
+            ``frame_step: 1``: the stored flows are between consecutive frames.
         cache_dir: folder for decoded, resized frames (``video_XXXXX_<H>x<W>.npy``), or null.
         max_videos: use only the first this many videos of the split (quick runs), or null.
     """
@@ -122,6 +128,7 @@ class CLEVRER(VideoDataset):
         seed: int = 0,
         require_annotations: bool = True,
         return_collision: bool = False,
+        return_flows: bool = False,
         cache_dir: str | None = None,
         max_videos: int | None = None,
     ):
@@ -140,6 +147,10 @@ class CLEVRER(VideoDataset):
         self.img_size, self.frame_step = img_size, frame_step
         self.start_frame, self.seed, self.epoch = int(start_frame), int(seed), 0
         self.return_collision = bool(return_collision)
+        self.return_flows = bool(return_flows)
+        if self.return_flows and frame_step != 1:
+            raise DataError(f"data.return_flows needs data.frame_step: 1 (the stored flows join consecutive frames), "
+                            f"got {frame_step}")
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.videos, self.annotations = self._select(ranges[split], bool(require_annotations), max_videos)
 
@@ -280,11 +291,43 @@ class CLEVRER(VideoDataset):
         return {"inputs": inputs, "targets": targets, "collision": collision, "source_frames": picked,
                 "video": str(self.videos[index])}
 
+    def flows(self, index: int, picked: np.ndarray) -> dict:
+        """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
+        video = self.videos[index]
+        path = video.with_name(f"{video.stem}_flow.npz")
+        if not path.is_file():
+            raise DataError(f"{path}: no precomputed flows for {video.name} (data.return_flows); run "
+                            f"python tools/precompute_flow.py {video.parent}")
+        try:
+            with np.load(path) as data:
+                backward, visible = data["backward"], data["visible"]
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read the flows ({type(exc).__name__}: {exc}); run "
+                            "tools/precompute_flow.py --overwrite on the video") from exc
+        if picked[-1] > len(backward):
+            raise DataError(f"{path}: {len(backward)} flow pairs, the clip needs frames up to {picked[-1]}; "
+                            "recompute it with tools/precompute_flow.py --overwrite")
+        pairs = picked[:-1]
+        bw = torch.from_numpy(backward[pairs].astype(np.float32))
+        vis = torch.from_numpy(visible[pairs].astype(np.float32))
+        h, w = bw.shape[-2:]
+        size = (self.img_size, self.img_size)
+        if (h, w) != size:
+            bw = torch.nn.functional.interpolate(bw, size=size, mode="bilinear", align_corners=False)
+            bw = bw * torch.tensor([size[1] / w, size[0] / h]).view(1, 2, 1, 1)
+            vis = torch.nn.functional.interpolate(vis, size=size, mode="area")
+        return {"flow_backward": bw, "flow_visible": vis}
+
     def __getitem__(self, index: int):
-        if not self.return_collision:
+        if self.split != "train" or not (self.return_collision or self.return_flows):
             inputs, targets, _ = self._clip(index)
             return inputs, targets
         item = self.item(index)
-        if item["collision"] is None:
-            raise DataError(f"{item['video']}: data.return_collision needs its annotation JSON; {HOW_TO_GET}")
-        return item["inputs"], item["targets"], item["collision"]
+        extras = {}
+        if self.return_collision:
+            if item["collision"] is None:
+                raise DataError(f"{item['video']}: data.return_collision needs its annotation JSON; {HOW_TO_GET}")
+            extras["collision"] = item["collision"]
+        if self.return_flows:
+            extras.update(self.flows(index, item["source_frames"]))
+        return item["inputs"], item["targets"], extras

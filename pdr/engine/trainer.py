@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import Config
-from ..data import build_dataset
+from ..data import build_dataset, split_batch
 from ..errors import CheckpointError, PDRError
 from ..losses import build_loss
 from ..metrics import MetricAccumulator
@@ -320,12 +320,12 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _micro_step(self, x, y, sync: bool) -> dict:
+    def _micro_step(self, x, y, sync: bool, extras: dict | None = None) -> dict:
         """Forward and backward of one micro-batch; returns its loss terms. Skips backward when non-finite."""
         context = contextlib.nullcontext() if sync or not self.dist.enabled else self.net.no_sync()
         with context:
             with self._autocast():
-                pred = self.net(x, targets=y, step=self.global_step)
+                pred = self.net(x, targets=y, step=self.global_step, extras=extras)
             terms = self.loss_fn(pred.float(), y)  # the loss (SSIM's convolutions) in float32
             extra = {k: v.float() for k, v in self.model.auxiliary_losses().items()}
             if extra:
@@ -352,9 +352,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             skipped, step_terms = False, []
             for micro in range(self.accumulate):
-                x, y = next(batches)
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                terms = self._micro_step(x, y, sync=micro == self.accumulate - 1)
+                x, y, extras = split_batch(next(batches), self.device)
+                terms = self._micro_step(x, y, sync=micro == self.accumulate - 1, extras=extras)
                 step_terms.append(terms)
                 skipped |= bool(terms["nonfinite"].item())
             terms = {k: torch.stack([s[k].detach().float() for s in step_terms]).mean() for k in step_terms[0]
@@ -420,10 +419,10 @@ class Trainer:
         acc = MetricAccumulator(VAL_METRICS, mean=dataset.mean, std=dataset.std)
         total = torch.zeros(2, dtype=torch.float64)
         example = None
-        for i, (x, y) in enumerate(loader):
+        for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            x, y = x.to(self.device), y.to(self.device)
+            x, y, _ = split_batch(batch, self.device)
             with self._autocast():
                 pred = model(x).float()
             total += torch.tensor([self.loss_fn(pred, y)["loss"].item() * x.shape[0], x.shape[0]], dtype=torch.float64)
