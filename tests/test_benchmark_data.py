@@ -372,7 +372,7 @@ def test_human36m_bad_inputs(tmp_path):
         build("human36m", "test", root=str(tmp_path))
     with pytest.raises(DataError, match="frames are 32x32 but data.image_size asks 256x256"):
         build("human36m", root=str(tmp_path), frame_step=1)
-    with pytest.raises(DataError, match="no train folder has 36 frames"):
+    with pytest.raises(DataError, match="the longest train video has 10 frames, fewer than the 36 needed"):
         build("human36m", root=str(tmp_path), image_size=32)
     with pytest.raises(DataError, match="train_subjects overlaps"):
         build("human36m", root=str(tmp_path), train_subjects=[1, 9])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .base import VideoDataset
 from .video_io import list_frames, read_frame, read_video, resize_frames
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
@@ -156,3 +157,39 @@ class ClipCollection:
             frames = decoded[start:stop:self.frame_step]
         clip = frames.astype(np.float32) / 255.0
         return clip[:, None] if clip.ndim == 3 else clip.transpose(0, 3, 1, 2)
+
+
+class ClipDataset(VideoDataset):
+    """A dataset of clips cut from videos or frame folders, values in [0, 1] (KTH, Human3.6M).
+
+    Subclasses find their sources and call ``cut_clips``.
+    """
+
+    mean = 0.0
+    std = 1.0
+
+    def open_root(self, root: str, benchmark: str, how_to_get: str) -> Path:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"data.root: the {benchmark} folder {self.root.resolve()} does not exist; {how_to_get}")
+        return self.root
+
+    def cut_clips(self, paths: list[Path], frame_step: int, clip_stride: int, eval_clip_stride: int, grey: bool,
+                  image_size: int, resize: bool) -> None:
+        """Probe ``paths`` and cut clips of in_frames + out_frames frames (``clip_stride`` apart in train)."""
+        stride = clip_stride if self.split == "train" else eval_clip_stride
+        self.clips = ClipCollection([probe(p) for p in paths], self.in_frames + self.out_frames, int(frame_step),
+                                    int(stride), grey=grey, size=(image_size, image_size), resize=bool(resize))
+        if len(self.clips) == 0:
+            longest = max(s.num_frames for s in self.clips.sources)
+            raise DataError(
+                f"data: the longest {self.split} video has {longest} frames, fewer than the "
+                f"{(self.in_frames + self.out_frames - 1) * frame_step + 1} needed for {self.in_frames} + "
+                f"{self.out_frames} frames {frame_step} apart (data.in_frames, data.out_frames, data.frame_step)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int):
+        return self.split_pair(self.clips.clip(index), self.in_frames, self.out_frames)

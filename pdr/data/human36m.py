@@ -13,8 +13,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .base import VideoDataset
-from .clips import ClipCollection, find_sources, probe, split_ids
+from .clips import ClipDataset, find_sources, split_ids
 
 SUBJECT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)(?=$|[^0-9])")
 HOW_TO_GET = ("get the videos from http://vision.imar.ro/human3.6m/ (registration needed) and extract frames into one "
@@ -31,7 +30,7 @@ def subject_of(relative: Path) -> int | None:
 
 
 @DATASETS.register("human36m")
-class Human36M(VideoDataset):
+class Human36M(ClipDataset):
     """Human3.6M frames, RGB, ``image_size`` x ``image_size``, values in [0, 1].
 
     Args:
@@ -44,9 +43,6 @@ class Human36M(VideoDataset):
         frame_step: source frames between consecutive clip frames (5).
         clip_stride, eval_clip_stride: source frames between the starts of clips in train and in val/test.
     """
-
-    mean = 0.0
-    std = 1.0
 
     def __init__(
         self,
@@ -64,30 +60,16 @@ class Human36M(VideoDataset):
         eval_clip_stride: int = 40,
     ):
         super().__init__(split, in_frames, out_frames)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"data.root: the Human3.6M folder {self.root.resolve()} does not exist; {HOW_TO_GET}")
+        self.open_root(root, "Human3.6M", HOW_TO_GET)
         subjects = split_ids(split, list(train_subjects), val_subjects, list(test_subjects),
                              ("train_subjects", "val_subjects", "test_subjects"), "subject")
         folders = [p for p in find_sources(self.root) if p.is_dir() and subject_of(p.relative_to(self.root)) in subjects]
         if not folders:
             raise DataError(f"data.root: no frame folder of subjects {sorted(f'S{s}' for s in subjects)} under "
                             f"{self.root.resolve()}; {HOW_TO_GET}")
-        self.clips = ClipCollection(
-            [probe(p) for p in folders], in_frames + out_frames, int(frame_step),
-            int(clip_stride if split == "train" else eval_clip_stride), grey=False,
-            size=(image_size, image_size), resize=bool(resize),
-        )
-        if len(self.clips) == 0:
-            raise DataError(f"data: no {split} folder has {(in_frames + out_frames - 1) * frame_step + 1} frames, "
-                            f"needed for {in_frames} + {out_frames} frames {frame_step} apart (data.frame_step)")
+        self.cut_clips(folders, frame_step, clip_stride, eval_clip_stride, grey=False, image_size=image_size,
+                       resize=resize)
 
     @classmethod
     def frame_shape(cls, image_size: int = 256, **_) -> tuple[int, int, int]:
         return (3, image_size, image_size)
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int):
-        return self.split_pair(self.clips.clip(index), self.in_frames, self.out_frames)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .base import VideoDataset
-from .clips import ClipCollection, find_sources, probe, split_ids
+from .clips import ClipDataset, find_sources, split_ids
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)", re.IGNORECASE)
@@ -29,7 +28,7 @@ def parse_name(path: Path) -> tuple[int, str, int] | None:
 
 
 @DATASETS.register("kth")
-class KTH(VideoDataset):
+class KTH(ClipDataset):
     """KTH, grey, ``image_size`` x ``image_size``, values in [0, 1].
 
     Args:
@@ -43,9 +42,6 @@ class KTH(VideoDataset):
         frame_step: source frames between consecutive clip frames.
         clip_stride: source frames between the starts of consecutive clips (train), and eval_clip_stride (val, test).
     """
-
-    mean = 0.0
-    std = 1.0
 
     def __init__(
         self,
@@ -64,9 +60,7 @@ class KTH(VideoDataset):
         eval_clip_stride: int = 20,
     ):
         super().__init__(split, in_frames, out_frames)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"data.root: the KTH folder {self.root.resolve()} does not exist; {HOW_TO_GET}")
+        self.open_root(root, "KTH", HOW_TO_GET)
         unknown = [a for a in actions if a not in ACTIONS]
         if unknown:
             raise DataError(f"data.actions: unknown {unknown}; KTH has {', '.join(ACTIONS)}")
@@ -76,23 +70,9 @@ class KTH(VideoDataset):
         if not paths:
             raise DataError(f"data.root: no KTH video (personXX_<action>_dY[_uncomp].avi or a frame folder of that name) "
                             f"of persons {sorted(persons)} under {self.root.resolve()}; {HOW_TO_GET}")
-        self.clips = ClipCollection(
-            [probe(p) for p in paths], in_frames + out_frames, int(frame_step),
-            int(clip_stride if split == "train" else eval_clip_stride), grey=True,
-            size=(image_size, image_size), resize=bool(resize),
-        )
-        if len(self.clips) == 0:
-            longest = max(s.num_frames for s in self.clips.sources)
-            raise DataError(f"data: the longest {split} video has {longest} frames, fewer than the "
-                            f"{(in_frames + out_frames - 1) * frame_step + 1} needed for {in_frames} + {out_frames} "
-                            f"frames {frame_step} apart (data.in_frames, data.out_frames, data.frame_step)")
+        self.cut_clips(paths, frame_step, clip_stride, eval_clip_stride, grey=True, image_size=image_size,
+                       resize=resize)
 
     @classmethod
     def frame_shape(cls, image_size: int = 128, **_) -> tuple[int, int, int]:
         return (1, image_size, image_size)
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int):
-        return self.split_pair(self.clips.clip(index), self.in_frames, self.out_frames)
