@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pdr.data.flow_cache import FLOW_FILE, cache_path, load_flows, save_flows  # noqa: F401  (re-exported)
 from pdr.errors import DataError
 
 from .warp import warp
 
 log = logging.getLogger("pdr")
-FLOW_FILE = "flow.npz"
 
 
 def _to_grey_uint8(frame: np.ndarray) -> np.ndarray:
@@ -140,24 +140,3 @@ def compute_flows(frames: np.ndarray, method: str = "auto", device="cpu", raft=N
     visible = visibility_mask(fw, bw)
     return {"forward": fw.cpu().numpy().astype(np.float16), "backward": bw.cpu().numpy().astype(np.float16),
             "visible": visible.cpu().numpy().astype(np.uint8), "method": used}
-
-
-def cache_path(video: Path) -> Path:
-    """Where the flows of a frame folder or a video file are stored."""
-    video = Path(video)
-    return video / FLOW_FILE if video.is_dir() else video.with_name(f"{video.stem}_flow.npz")
-
-
-def save_flows(video: Path, flows: dict) -> Path:
-    path = cache_path(video)
-    np.savez_compressed(path, **flows)
-    return path
-
-
-def load_flows(video: Path) -> dict:
-    """The cached flows of a frame folder or video file as numpy arrays (see the module docstring)."""
-    path = cache_path(video)
-    if not path.is_file():
-        raise DataError(f"no precomputed flows at {path}; run tools/precompute_flow.py on its folder")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}

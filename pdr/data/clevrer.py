@@ -31,6 +31,7 @@ import torch
 from ..errors import DataError
 from ..registry import DATASETS
 from .base import VideoDataset
+from .flow_cache import cache_path, load_flows
 from .video_io import read_video, resize_frames
 
 HOW_TO_GET = ("download the CLEVRER videos (video_train.zip, video_validation.zip, video_test.zip) and annotations "
@@ -293,17 +294,9 @@ class CLEVRER(VideoDataset):
 
     def flows(self, index: int, picked: np.ndarray) -> dict:
         """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
-        video = self.videos[index]
-        path = video.with_name(f"{video.stem}_flow.npz")
-        if not path.is_file():
-            raise DataError(f"{path}: no precomputed flows for {video.name} (data.return_flows); run "
-                            f"python tools/precompute_flow.py {video.parent}")
-        try:
-            with np.load(path) as data:
-                backward, visible = data["backward"], data["visible"]
-        except Exception as exc:
-            raise DataError(f"{path}: cannot read the flows ({type(exc).__name__}: {exc}); run "
-                            "tools/precompute_flow.py --overwrite on the video") from exc
+        path = cache_path(self.videos[index])
+        stored = load_flows(self.videos[index])
+        backward, visible = stored["backward"], stored["visible"]
         if picked[-1] > len(backward):
             raise DataError(f"{path}: {len(backward)} flow pairs, the clip needs frames up to {picked[-1]}; "
                             "recompute it with tools/precompute_flow.py --overwrite")

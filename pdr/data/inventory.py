@@ -51,7 +51,7 @@ def _files_weatherbench(root: Path, variable="t2m", train_years=(2010, 2015), va
     for short in [variable] if isinstance(variable, str) else variable:
         folder = VARIABLES.get(short, short)
         for split, years in (("train", train_years), ("val", val_years), ("test", test_years)):
-            for year in _years(list(years) if not isinstance(years, int) else years, f"{split}_years"):
+            for year in _years(years, f"{split}_years"):
                 name = f"{folder}_{year}_5.625deg.nc"
                 path = root / folder / name if (root / folder / name).is_file() or not (root / name).is_file() else root / name
                 lines.append(_mark(path) + f"  [{split}]")

@@ -147,9 +147,8 @@ class WeatherBench(VideoDataset):
         unknown = [v for v in names if not isinstance(v, str)]
         if not names or unknown:
             raise DataError(f"data.variable must be a short name or a list of them ({', '.join(VARIABLES)}), got {variable!r}")
-        years = {"train": _years(list(train_years) if not isinstance(train_years, int) else train_years, "train_years"),
-                 "val": _years(list(val_years) if not isinstance(val_years, int) else val_years, "val_years"),
-                 "test": _years(list(test_years) if not isinstance(test_years, int) else test_years, "test_years")}
+        years = {"train": _years(train_years, "train_years"), "val": _years(val_years, "val_years"),
+                 "test": _years(test_years, "test_years")}
         shared = (set(years["train"]) & set(years["val"])) | (set(years["train"]) & set(years["test"])) | (
             set(years["val"]) & set(years["test"]))
         if shared:
