@@ -1,25 +1,38 @@
-"""Metadata lives in pyproject.toml. This file only adds the optional ahead-of-time CUDA build:
+"""Metadata lives in pyproject.toml. This file only adds the optional ahead-of-time builds of the rasterizer:
 
-    PDR_BUILD_CUDA=1 pip install --no-build-isolation .
+    PDR_BUILD_EXTENSIONS=1 pip install --no-build-isolation .   # pdr._C_cpu and, where nvcc is, pdr._C
+    PDR_BUILD_CPU=1 ...                                        # pdr._C_cpu only
+    PDR_BUILD_CUDA=1 ...                                       # pdr._C (CUDA) only
 
-compiles csrc/ into the module ``pdr._C`` (torch must already be installed). Without the flag
-nothing is compiled at install time and the extension is built on first use instead.
+compiles csrc/ into modules of the package (torch must already be installed). Without a flag nothing
+is compiled at install time and each extension is built on first use instead (or now, with
+``python -m pdr.render.build``, which builds both).
 """
 import os
 
 from setuptools import setup
 
 ext_modules, cmdclass = [], {}
-if os.environ.get("PDR_BUILD_CUDA") == "1":
-    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+everything = os.environ.get("PDR_BUILD_EXTENSIONS") == "1"
+if everything or os.environ.get("PDR_BUILD_CPU") == "1" or os.environ.get("PDR_BUILD_CUDA") == "1":
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    ext_modules = [
-        CUDAExtension(
+    from pdr.render import _cpu, _cuda
+
+    if everything or os.environ.get("PDR_BUILD_CPU") == "1":
+        flags = _cpu.compile_flags()
+        ext_modules.append(CppExtension(
+            name="pdr._C_cpu",
+            sources=[f"csrc/{name}" for name in _cpu.SOURCES],
+            extra_compile_args=flags,
+            extra_link_args=[f for f in flags if f == "-fopenmp"],
+        ))
+    if os.environ.get("PDR_BUILD_CUDA") == "1" or (everything and _cuda.why_unbuildable() is None):
+        ext_modules.append(CUDAExtension(
             name="pdr._C",
-            sources=["csrc/predgsplat.cu", "csrc/bindings.cpp"],
+            sources=[f"csrc/{name}" for name in _cuda.SOURCES],
             extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]},
-        )
-    ]
+        ))
     cmdclass = {"build_ext": BuildExtension}
 
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -12,6 +12,8 @@
 //    block's warps reduce those shares with shuffles, and one lane per warp adds them to a
 //    float32 buffer with atomicAdd (order of additions varies: results vary in the last bits).
 //    A second small kernel turns d(px, py, conic) into d(means, scales, rotations).
+// The per-Gaussian math (centre, conic, window, value, gradient formulas) is predgsplat_math.h,
+// shared with the CPU kernels.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,45 +21,24 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
+#include "predgsplat_math.h"
+
 namespace {
+
+using predgsplat::kNoWindow;
+using Geometry = predgsplat::Geometry<float>;
 
 constexpr int kTile = 16;                 // tile side in pixels
 constexpr int kThreads = kTile * kTile;   // one thread per pixel of the tile
 constexpr int kBatch = kThreads;          // Gaussians loaded per round, one per thread
-constexpr int kNoWindow = 0;              // kernel_size 0 means every pixel
-
-struct Geometry {
-  float px, py;     // centre in pixel coordinates
-  float a, b, c;    // conic: d^T Sigma^-1 d = a dx^2 + 2 b dx dy + c dy^2
-  int x0, x1, y0, y1;  // window, inclusive, before clipping to the image
-};
 
 __device__ __forceinline__ Geometry make_geometry(const float* __restrict__ means, const float* __restrict__ scales,
-                                                  const float* __restrict__ rotations, long g, int height, int width,
+                                                  const float* __restrict__ rotations, int64_t g, int height, int width,
                                                   int radius) {
-  Geometry out;
-  // Same operations and order as the torch backend, so the window (a floor) agrees with it.
-  out.px = (means[2 * g] + 1.0f) * (static_cast<float>(width) / 2.0f) - 0.5f;
-  out.py = (means[2 * g + 1] + 1.0f) * (static_cast<float>(height) / 2.0f) - 0.5f;
-  float s, co;
-  sincosf(rotations[g], &s, &co);
-  const float ix = 1.0f / (scales[2 * g] * scales[2 * g]);
-  const float iy = 1.0f / (scales[2 * g + 1] * scales[2 * g + 1]);
-  out.a = co * co * ix + s * s * iy;
-  out.b = co * s * (ix - iy);
-  out.c = s * s * ix + co * co * iy;
-  if (radius < 0) {  // no window
-    out.x0 = out.y0 = -0x3fffffff;
-    out.x1 = out.y1 = 0x3fffffff;
-  } else {
-    const int cx = static_cast<int>(floorf(out.px + 0.5f));
-    const int cy = static_cast<int>(floorf(out.py + 0.5f));
-    out.x0 = cx - radius;
-    out.x1 = cx + radius;
-    out.y0 = cy - radius;
-    out.y1 = cy + radius;
-  }
-  return out;
+  return predgsplat::make_geometry(means[2 * g], means[2 * g + 1], scales[2 * g], scales[2 * g + 1], rotations[g],
+                                   height, width, radius);
 }
 
 // The Gaussians of one batch that meet the block's tile, in shared memory.
@@ -71,7 +52,7 @@ struct SharedBatch {
 
 // Which frame, tile, pixel and channel chunk this thread works on.
 struct BlockPixel {
-  long frame;
+  int64_t frame;
   int tx0, ty0, x, y, c0;
   float fx, fy;
 };
@@ -99,7 +80,7 @@ __device__ int gather_batch(const float* __restrict__ means, const float* __rest
                             const BlockPixel& p, int n, int channels, int start, int height, int width, int radius,
                             SharedBatch<CHUNK>& batch) {
   const int t = threadIdx.x;
-  const long frame = p.frame;
+  const int64_t frame = p.frame;
   const int c0 = p.c0, tx0 = p.tx0, ty0 = p.ty0;
   const int i = start + t;
   Geometry geo;
@@ -125,7 +106,7 @@ __device__ int gather_batch(const float* __restrict__ means, const float* __rest
     const int slot = batch.warp_offsets[warp] + __popc(ballot & ((1u << lane) - 1u));
     batch.list[slot] = geo;
     batch.ids[slot] = i;
-    const long g = frame * n + i;
+    const int64_t g = frame * n + i;
 #pragma unroll
     for (int k = 0; k < CHUNK; ++k) {
       const int ch = c0 + k;
@@ -137,15 +118,14 @@ __device__ int gather_batch(const float* __restrict__ means, const float* __rest
 }
 
 __device__ __forceinline__ bool in_window(const Geometry& geo, int x, int y) {
-  return x >= geo.x0 && x <= geo.x1 && y >= geo.y0 && y <= geo.y1;
+  return predgsplat::in_window(geo, x, y);
 }
 
 // exp(-0.5 d^T Sigma^-1 d) at (fx, fy); also returns the offsets d = (dx, dy).
 __device__ __forceinline__ float gaussian_weight(const Geometry& geo, float fx, float fy, float& dx, float& dy) {
   dx = fx - geo.px;
   dy = fy - geo.py;
-  const float q = geo.a * dx * dx + 2.0f * geo.b * dx * dy + geo.c * dy * dy;
-  return __expf(-0.5f * q);
+  return predgsplat::gaussian_value(geo, dx, dy);
 }
 
 template <int CHUNK>
@@ -221,14 +201,14 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
         float d_w = 0.f;
 #pragma unroll
         for (int k = 0; k < CHUNK; ++k) d_w += g[k] * batch.amps[j * CHUNK + k];
-        const float d_q = -0.5f * w * d_w;
-        d_a = d_q * dx * dx;
-        d_b = d_q * 2.0f * dx * dy;
-        d_c = d_q * dy * dy;
-        d_px = -d_q * 2.0f * (geo.a * dx + geo.b * dy);
-        d_py = -d_q * 2.0f * (geo.b * dx + geo.c * dy);
+        const predgsplat::GeometryGrad<float> share = predgsplat::pixel_geometry_grad(geo, dx, dy, w, d_w);
+        d_px = share.px;
+        d_py = share.py;
+        d_a = share.a;
+        d_b = share.b;
+        d_c = share.c;
       }
-      const long gid = p.frame * n + batch.ids[j];
+      const int64_t gid = p.frame * n + batch.ids[j];
       float partial[5] = {d_px, d_py, d_a, d_b, d_c};
 #pragma unroll
       for (int v = 0; v < 5; ++v) {
@@ -251,30 +231,20 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
 // d(px, py, a, b, c) -> d(means), d(scales), d(rotations), one thread per Gaussian.
 __global__ void geometry_chain_kernel(const float* __restrict__ scales, const float* __restrict__ rotations,
                                       const float* __restrict__ grad_geometry, float* __restrict__ grad_means,
-                                      float* __restrict__ grad_scales, float* __restrict__ grad_rotations, long total,
+                                      float* __restrict__ grad_scales, float* __restrict__ grad_rotations, int64_t total,
                                       int height, int width) {
-  const long g = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
+  const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (g >= total) return;
   const float* d = grad_geometry + g * 5;
-  grad_means[2 * g] = d[0] * (static_cast<float>(width) / 2.0f);
-  grad_means[2 * g + 1] = d[1] * (static_cast<float>(height) / 2.0f);
-  float s, co;
-  sincosf(rotations[g], &s, &co);
-  const float sx = scales[2 * g], sy = scales[2 * g + 1];
-  const float ix = 1.0f / (sx * sx), iy = 1.0f / (sy * sy);
-  // a = c^2 ix + s^2 iy, b = c s (ix - iy), c = s^2 ix + c^2 iy
-  const float d_ix = d[2] * co * co + d[3] * co * s + d[4] * s * s;
-  const float d_iy = d[2] * s * s - d[3] * co * s + d[4] * co * co;
-  grad_scales[2 * g] = d_ix * (-2.0f * ix / sx);
-  grad_scales[2 * g + 1] = d_iy * (-2.0f * iy / sy);
-  grad_rotations[g] = d[2] * 2.0f * co * s * (iy - ix) + d[3] * (co * co - s * s) * (ix - iy) +
-                      d[4] * 2.0f * co * s * (ix - iy);
+  const predgsplat::GeometryGrad<float> grad{d[0], d[1], d[2], d[3], d[4]};
+  predgsplat::geometry_chain(grad, scales[2 * g], scales[2 * g + 1], rotations[g], height, width, grad_means + 2 * g,
+                             grad_scales + 2 * g, grad_rotations + g);
 }
 
 // For tools/bench_render.py: every thread evaluates `iters` dependent-free exps in registers, the
 // same instruction mix as one Gaussian-pixel evaluation (a quadratic form and __expf).
 __global__ void exp_throughput_kernel(float* out, int iters) {
-  const long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   float x = 1e-3f * static_cast<float>(threadIdx.x), y = 0.5f, acc = 0.f;
   for (int k = 0; k < iters; ++k) {
     const float q = 0.3f * x * x + 0.2f * x * y + 0.1f * y * y;
@@ -313,14 +283,14 @@ struct Launch {
   dim3 grid;
 };
 
-Launch plan(long frames, int channels, int height, int width) {
+Launch plan(int64_t frames, int channels, int height, int width) {
   Launch l;
   l.tiles_x = (width + kTile - 1) / kTile;
   l.tiles_per_frame = l.tiles_x * ((height + kTile - 1) / kTile);
   l.chunk = chunk_for(channels);
   l.chunks = (channels + l.chunk - 1) / l.chunk;
-  const long blocks = frames * l.tiles_per_frame;
-  TORCH_CHECK(blocks < 0x7fffffffL, "predgsplat: too many frames x tiles for one launch");
+  const int64_t blocks = frames * l.tiles_per_frame;
+  TORCH_CHECK(blocks < int64_t{0x7fffffff}, "predgsplat: too many frames x tiles for one launch");
   TORCH_CHECK(l.chunks < 65536, "predgsplat: too many channels");
   l.grid = dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(l.chunks));
   return l;
@@ -342,11 +312,13 @@ at::Tensor predgsplat_forward(const at::Tensor& means, const at::Tensor& scales,
                               const at::Tensor& amplitudes, int64_t height, int64_t width, int64_t kernel_size) {
   check_inputs(means, scales, rotations, amplitudes);
   const c10::cuda::CUDAGuard guard(means.device());
-  const long frames = means.size(0);
+  const int64_t frames = means.size(0);
   const int n = static_cast<int>(means.size(1)), channels = static_cast<int>(amplitudes.size(2));
   auto out = at::empty({frames, channels, height, width}, amplitudes.options());
   if (out.numel() == 0) return out;
   if (n == 0) return out.zero_();
+  TORCH_CHECK(kernel_size >= 0 && kernel_size <= 2 * std::max<int64_t>(height, width) + 1,
+              "predgsplat: kernel_size must be 0 (none) or at most 2 * max(height, width) + 1");
   const int radius = kernel_size == kNoWindow ? -1 : static_cast<int>(kernel_size / 2);
   const Launch l = plan(frames, channels, static_cast<int>(height), static_cast<int>(width));
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -366,18 +338,20 @@ std::vector<at::Tensor> predgsplat_backward(const at::Tensor& means, const at::T
                   grad_out.dim() == 4,
               "predgsplat: grad_out must be a contiguous float32 CUDA tensor (F, C, H, W)");
   const c10::cuda::CUDAGuard guard(means.device());
-  const long frames = means.size(0);
+  const int64_t frames = means.size(0);
   const int n = static_cast<int>(means.size(1)), channels = static_cast<int>(amplitudes.size(2));
   const int height = static_cast<int>(grad_out.size(2)), width = static_cast<int>(grad_out.size(3));
   auto grad_geometry = at::zeros({frames, n, 5}, means.options());
   auto grad_amplitudes = need_amplitudes ? at::zeros_like(amplitudes) : at::Tensor();
   auto grad_means = at::empty_like(means), grad_scales = at::empty_like(scales);
   auto grad_rotations = at::empty_like(rotations);
-  const long total = frames * static_cast<long>(n);
+  const int64_t total = frames * static_cast<int64_t>(n);
   if (total == 0 || grad_out.numel() == 0) {
     return {grad_means.zero_(), grad_scales.zero_(), grad_rotations.zero_(),
             need_amplitudes ? grad_amplitudes : at::Tensor()};
   }
+  TORCH_CHECK(kernel_size >= 0 && kernel_size <= 2 * std::max<int64_t>(height, width) + 1,
+              "predgsplat: kernel_size must be 0 (none) or at most 2 * max(height, width) + 1");
   const int radius = kernel_size == kNoWindow ? -1 : static_cast<int>(kernel_size / 2);
   const Launch l = plan(frames, channels, height, width);
   auto stream = c10::cuda::getCurrentCUDAStream();

@@ -1,7 +1,6 @@
 """The CUDA backend: it compiles wherever nvcc is (CI), matches the torch backend wherever a GPU is,
 and its backward formulas are checked on the CPU by a line-by-line mirror of the kernel's math."""
 import math
-import warnings
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import pdr.render as render
 from pdr.render import _cuda, rasterize_gaussians
 from pdr.render._torch import conic
 
-GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the device tool's machines have one)")
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.mark.skipif(_cuda.why_unbuildable() is not None, reason=f"cannot build here: {_cuda.why_unbuildable()}")
@@ -19,26 +18,6 @@ def test_extension_compiles():
     module = _cuda.load_extension()
     assert hasattr(module, "forward") and hasattr(module, "backward")
     assert _cuda.extension_status() == (True, "")
-
-
-def test_status_never_raises(monkeypatch):
-    monkeypatch.setattr(_cuda, "_status", None)
-    monkeypatch.setattr(_cuda, "load_extension", lambda: (_ for _ in ()).throw(RuntimeError("build failed: boom")))
-    assert _cuda.extension_status() == (False, "build failed: boom")
-
-
-def test_backend_selection_without_the_extension(monkeypatch):
-    monkeypatch.setattr(_cuda, "extension_status", lambda: (False, "simulated build failure"))
-    monkeypatch.setattr(render, "_warned_fallback", False)
-    with pytest.raises(RuntimeError, match="backend='cuda' is not available: simulated build failure"):
-        render._resolve_backend("cuda", torch.device("cuda"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert render._resolve_backend("auto", torch.device("cuda")) == "torch"
-        assert render._resolve_backend("auto", torch.device("cuda")) == "torch"
-    fallbacks = [w for w in caught if "falling back to the torch backend" in str(w.message)]
-    assert len(fallbacks) == 1 and "simulated build failure" in str(fallbacks[0].message)
-    assert render._resolve_backend("auto", torch.device("cpu")) == "torch"
 
 
 def kernel_backward_mirror(means, scales, rotations, amplitudes, grad_out, kernel_size):

@@ -1,19 +1,27 @@
 #!/usr/bin/env python
-"""Frames per second of rasterize_gaussians: torch vs CUDA backend (and gsplat where installed).
+"""Time and peak memory of rasterize_gaussians: torch vs compiled backend (cpu or cuda).
 
-    python tools/bench_render.py [--cases A B C] [--device cuda|cpu] [--repeats 20]
+    python tools/bench_render.py [--cases A B C] [--device cuda|cpu] [--repeats N] [--cpu-frames F ...]
 
-Cases (the issue's): A 256x256, N=400, K=51, C=3, 64 frames (Human3.6M-like);
-B 128x128, N=400, K=51, C=1, 64 frames (KTH-like); C 32x32, N=300, K=15, C=2, 1024 frames
-(TaxiBJ-like). On a GPU it also measures copy bandwidth and exp throughput and prints each
-case's floor: max(bytes that must move / bandwidth, Gaussian-pixel evaluations / exp rate),
-and measured time over that floor. Without a GPU it times the torch backend on the CPU for a
-reduced number of frames (--cpu-frames) and says that the CUDA columns need a GPU.
+Cases: A 256x256, N=400, K=51, C=3, 64 frames (Human3.6M-like); B 128x128, N=400, K=51, C=1,
+64 frames (KTH-like); C 32x32, N=300, K=15, C=2, 1024 frames (TaxiBJ-like); float32 inputs.
+
+Every (case, frames, backend, forward or forward+backward) runs in a fresh process, which reports
+the median time and its peak memory above what it held before the first call: on a GPU
+torch.cuda.max_memory_allocated, on the CPU the growth of the process's peak resident set
+(ru_maxrss). On a GPU it also measures copy bandwidth and exp throughput and prints each case's
+floor: max(bytes that must move / bandwidth, Gaussian-pixel evaluations / exp rate), and
+measured time over that floor. On the CPU the cases run with fewer frames per call
+(--cpu-frames; several values show whether memory grows with the frames).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -69,24 +77,53 @@ def timed(fn, device, repeats: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def bench_backend(case: Case, frames: int, backend: str, device, repeats: int, warmup: int, sets: int = 3):
+def rss_bytes() -> int:
+    """Current resident set of this process."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def measure(case: Case, frames: int, backend: str, mode: str, device, repeats: int, warmup: int, sets: int = 3):
+    """(median seconds, peak bytes above the inputs) of one mode, "forward" or "forward_backward"."""
     inputs = [make_inputs(case, frames, device, seed) for seed in range(sets)]  # rotate: no cache-resident replay
     grad = torch.rand(frames, case.channels, case.size, case.size, device=device)
     state = {"i": 0}
 
-    def forward():
+    def run():
         args = inputs[state["i"] % sets]
         state["i"] += 1
-        with torch.no_grad():
-            return rasterize_gaussians(*args, case.size, case.size, case.k, backend=backend)
+        if mode == "forward":
+            with torch.no_grad():
+                rasterize_gaussians(*args, case.size, case.size, case.k, backend=backend)
+        else:
+            out = rasterize_gaussians(*args, case.size, case.size, case.k, backend=backend)
+            torch.autograd.grad(out, args, grad)
 
-    def forward_backward():
-        args = inputs[state["i"] % sets]
-        state["i"] += 1
-        out = rasterize_gaussians(*args, case.size, case.size, case.k, backend=backend)
-        torch.autograd.grad(out, args, grad)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        seconds = timed(run, device, repeats, warmup)
+        return seconds, torch.cuda.max_memory_allocated(device) - before
+    before = rss_bytes()
+    seconds = timed(run, device, repeats, warmup)
+    return seconds, peak_rss_bytes() - before
 
-    return timed(forward, device, repeats, warmup), timed(forward_backward, device, repeats, warmup)
+
+def measure_in_subprocess(case_key: str, frames: int, backend: str, mode: str, device: str, repeats: int,
+                          warmup: int, threads: int) -> tuple[float, int]:
+    """``measure`` in a fresh interpreter, so that its peak memory is its own."""
+    cmd = [sys.executable, __file__, "--worker", case_key, str(frames), backend, mode, "--device", device,
+           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    seconds, peak = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, peak
 
 
 def bench_gsplat(case: Case, frames: int, device, repeats: int, warmup: int):
@@ -121,57 +158,71 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
-    p.add_argument("--backends", nargs="+", default=["torch", "cuda"], choices=("torch", "cuda"))
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--cpu-frames", type=int, default=4, help="frames per call on the CPU (the full cases take minutes)")
+    p.add_argument("--backends", nargs="+", choices=("torch", "cpu", "cuda"),
+                   help="default: torch and the device's compiled backend")
+    p.add_argument("--repeats", type=int, help="timed calls per measurement (default 20 on a GPU, 3 on the CPU)")
+    p.add_argument("--warmup", type=int, help="untimed calls first (default 3 on a GPU, 1 on the CPU)")
+    p.add_argument("--cpu-frames", type=int, nargs="+", default=[4, 16],
+                   help="frames per call on the CPU (the full cases take minutes with the torch backend)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    p.add_argument("--worker", nargs=4, metavar=("CASE", "FRAMES", "BACKEND", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    on_gpu = device.type == "cuda"
+    repeats = args.repeats or (20 if on_gpu else 3)
+    warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
+    if on_gpu and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no GPU", file=sys.stderr)
         return 2
+    if args.worker:
+        key, frames, backend, mode = args.worker
+        print(json.dumps(measure(CASES[key], int(frames), backend, mode, device, repeats, warmup)))
+        return 0
+    backends = args.backends or ["torch", args.device]
 
     bandwidth = exp_rate = None
-    if device.type == "cuda":
+    if on_gpu:
         from pdr.render import _cuda
 
         ext = _cuda.load_extension()
         bandwidth = measure_bandwidth(device)
         exp_rate = ext.exp_throughput(4 * torch.cuda.get_device_properties(device).multi_processor_count * 8, 4096)
         print(f"device: {torch.cuda.get_device_name(device)}; copy bandwidth {bandwidth / 1e9:.0f} GB/s; "
-              f"Gaussian-pixel evaluations {exp_rate / 1e9:.0f} G/s")
+              f"Gaussian-pixel evaluations {exp_rate / 1e9:.0f} G/s; peak memory: torch.cuda.max_memory_allocated")
     else:
-        print(f"device: CPU ({torch.get_num_threads()} threads); the CUDA backend needs a GPU: torch backend only, "
-              f"{args.cpu_frames} frames per call instead of the case's")
+        print(f"device: CPU, {args.threads} threads; {', '.join(map(str, args.cpu_frames))} frames per call instead of "
+              f"the case's; median of {repeats} calls after {warmup}; peak memory: growth of the peak resident set")
 
-    rows = []
+    print("\n| case | frames/call | backend | forward ms | forward frames/s | forward peak MB | fwd+bwd ms "
+          "| fwd+bwd frames/s | fwd+bwd peak MB | floor fwd / fwd+bwd (ms) | time / floor (fwd, fwd+bwd) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key in args.cases:
         case = CASES[key]
-        frames = case.frames if device.type == "cuda" else args.cpu_frames
-        results = {}
-        for backend in args.backends:
-            if backend == "cuda" and device.type != "cuda":
-                continue
-            results[backend] = bench_backend(case, frames, backend, device, args.repeats, args.warmup)
-        note = bench_gsplat(case, frames, device, args.repeats, args.warmup)
-        floor = floors(case, frames, bandwidth, exp_rate) if bandwidth else None
-        rows.append((case, frames, results, floor, note))
-
-    print("\n| case | frames/call | backend | forward ms | forward frames/s | fwd+bwd ms | fwd+bwd frames/s "
-          "| floor fwd / fwd+bwd (ms) | time / floor (fwd, fwd+bwd) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for case, frames, results, floor, note in rows:
-        for backend, (fwd, both) in results.items():
-            floor_cells = ("n/a", "n/a")
-            if floor:
-                floor_cells = (f"{floor[0] * 1e3:.3f} / {floor[1] * 1e3:.3f}", f"{fwd / floor[0]:.1f}, {both / floor[1]:.1f}")
-            print(f"| {case.name} N={case.n} K={case.k} C={case.channels} | {frames} | {backend} | {fwd * 1e3:.3f} | "
-                  f"{frames / fwd:,.0f} | {both * 1e3:.3f} | {frames / both:,.0f} | {floor_cells[0]} | {floor_cells[1]} |")
-        if "torch" in results and "cuda" in results:
-            print(f"| {case.name} | | cuda speed-up | {results['torch'][0] / results['cuda'][0]:.1f}x | | "
-                  f"{results['torch'][1] / results['cuda'][1]:.1f}x | | | |")
+        for frames in [case.frames] if on_gpu else args.cpu_frames:
+            results = {}
+            for backend in backends:
+                results[backend] = [measure_in_subprocess(key, frames, backend, mode, args.device, repeats, warmup,
+                                                          args.threads) for mode in ("forward", "forward_backward")]
+            floor = floors(case, frames, bandwidth, exp_rate) if bandwidth else None
+            label = f"{case.name} N={case.n} K={case.k} C={case.channels}"
+            for backend, ((fwd, fwd_peak), (both, both_peak)) in results.items():
+                floor_cells = ("n/a", "n/a")
+                if floor:
+                    floor_cells = (f"{floor[0] * 1e3:.3f} / {floor[1] * 1e3:.3f}",
+                                   f"{fwd / floor[0]:.1f}, {both / floor[1]:.1f}")
+                print(f"| {label} | {frames} | {backend} | {fwd * 1e3:.1f} | {frames / fwd:,.0f} | {fwd_peak / 2**20:.0f} | "
+                      f"{both * 1e3:.1f} | {frames / both:,.0f} | {both_peak / 2**20:.0f} | {floor_cells[0]} | "
+                      f"{floor_cells[1]} |")
+            compiled = [b for b in results if b != "torch"]
+            if "torch" in results and compiled:
+                (t_fwd, _), (t_both, _) = results["torch"]
+                (c_fwd, _), (c_both, _) = results[compiled[0]]
+                print(f"| {label} | {frames} | {compiled[0]} speed-up | {t_fwd / c_fwd:.1f}x | | | {t_both / c_both:.1f}x "
+                      "| | | | |")
+        note = bench_gsplat(case, case.frames, device, repeats, warmup)
         if note:
-            print(f"| {case.name} | | gsplat | {note} | | | | | |")
+            print(f"| {case.name} | | gsplat | {note} | | | | | | | |")
     return 0
 
 

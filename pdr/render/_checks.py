@@ -1,21 +1,38 @@
 """Argument checks shared by every renderer backend.
 
-The contract lives in ``docs/renderer-contract.md``; every message names the argument
+The contract lives in ``docs/method.md`` (section 2); every message names the argument
 and what was expected, so callers never see a bare broadcasting error from deep inside.
+
+Shapes, dtypes and devices are checked on the host for free. The values of ``scales`` live on the
+tensors' device: on the CPU they are checked with a ``ValueError`` as well; on a GPU the check is
+queued with ``torch._assert_async`` (no wait for the GPU, CUDA-graph friendly; a bad value stops
+the process at a later synchronisation), unless ``PDR_RENDER_DEBUG=1`` asks for the full,
+synchronising check with a ``ValueError``.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor
 
+SCALES_MESSAGE = "scales must be finite and > 0 (standard deviations in pixels)"
 
-def check_kernel_size(kernel_size) -> int | None:
+
+def check_kernel_size(kernel_size, height: int, width: int) -> int | None:
+    """An odd K no larger than 2 * max(height, width) + 1 (a wider window reaches no more pixels), or None."""
     if kernel_size is None:
         return None
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
         raise ValueError(f"kernel_size must be an odd positive int or None, got {kernel_size!r}")
     if kernel_size <= 0 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd positive int or None, got {kernel_size}")
+    limit = 2 * max(height, width) + 1
+    if kernel_size > limit:
+        raise ValueError(
+            f"kernel_size must be at most 2 * max(height, width) + 1 = {limit} for a {height}x{width} image, got "
+            f"{kernel_size}; use kernel_size=None for a Gaussian that reaches every pixel"
+        )
     return kernel_size
 
 
@@ -57,11 +74,21 @@ def check_gaussians(means: Tensor, scales: Tensor, rotations: Tensor, amplitudes
     devices = {t.device for _, t in named}
     if len(devices) != 1:
         raise ValueError(f"means, scales, rotations and amplitudes must be on one device, got {sorted(map(str, devices))}")
-    with torch.no_grad():
-        if scales.numel() and not bool(torch.isfinite(scales).all() and (scales > 0).all()):
-            bad = scales[~(torch.isfinite(scales) & (scales > 0))].flatten()[:3].tolist()
-            raise ValueError(f"scales must be finite and > 0 (standard deviations in pixels), got values such as {bad}")
+    if scales.numel():
+        with torch.no_grad():
+            good = torch.isfinite(scales) & (scales > 0)
+            if scales.device.type == "cpu" or debug_checks():
+                if not bool(good.all()):
+                    bad = scales[~good].flatten()[:3].tolist()
+                    raise ValueError(f"{SCALES_MESSAGE}, got values such as {bad}")
+            else:
+                torch._assert_async(good.all(), f"pdr.render: {SCALES_MESSAGE}")
     return lead
+
+
+def debug_checks() -> bool:
+    """``PDR_RENDER_DEBUG=1``: check values on every device with a clear error, at the cost of a sync."""
+    return os.environ.get("PDR_RENDER_DEBUG", "") not in ("", "0")
 
 
 def pixel_centers(means: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

@@ -1,39 +1,26 @@
-"""The ``cuda`` backend: a thin autograd wrapper over the kernels in ``csrc/``.
+"""The ``cuda`` backend: the kernels of ``csrc/predgsplat.cu`` behind a thin autograd wrapper.
 
-The extension is built on first use with ``torch.utils.cpp_extension`` (ninja) into
-``$PDR_EXTENSIONS_DIR`` or ``~/.cache/pdr/torch_extensions/<torch>_<cuda>``, or ahead of time
-by ``PDR_BUILD_CUDA=1 pip install --no-build-isolation .`` (module ``pdr._C``).
+Built on first use with ``torch.utils.cpp_extension`` (ninja, nvcc) into
+``build_directory("pdr_predgsplat")``, or ahead of time as ``pdr._C`` (``setup.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from ._extension import CompiledRasterize, build, cached_status, import_ahead_of_time
 
 EXTENSION_NAME = "pdr_predgsplat"
 SOURCES = ("predgsplat.cu", "bindings.cpp")
 DEFAULT_ARCHS = "8.0;8.6;9.0+PTX"  # A100, RTX 30xx/A10/A40, H100/H200 (+PTX for newer GPUs)
 _status: tuple[bool, str] | None = None
 _module = None
-
-
-def source_directory() -> Path:
-    """Where the .cu/.cpp sources are: installed as package data ``pdr/csrc``, or the checkout's ``csrc/``."""
-    installed = Path(__file__).resolve().parents[1] / "csrc"
-    if (installed / SOURCES[0]).is_file():
-        return installed
-    return Path(__file__).resolve().parents[2] / "csrc"
-
-
-def build_directory() -> Path:
-    if os.environ.get("PDR_EXTENSIONS_DIR"):
-        return Path(os.environ["PDR_EXTENSIONS_DIR"])
-    tag = f"torch{torch.__version__.split('+')[0]}_cu{torch.version.cuda or 'none'}".replace(".", "")
-    return Path.home() / ".cache" / "pdr" / "torch_extensions" / tag
 
 
 def _is_toolkit(path) -> bool:
@@ -91,76 +78,24 @@ def _arch_list(archs: str | None):
 def load_extension(verbose: bool = False, archs: str | None = None):
     """Build (if needed) and import the extension; RuntimeError with the compiler's message on failure."""
     global _module
-    if _module is not None:
-        return _module
-    try:
-        from pdr import _C  # built ahead of time by setup.py
+    if _module is None:
+        _module = import_ahead_of_time("pdr._C", SOURCES)
+    if _module is None:
+        reason = why_unbuildable()
+        if reason:
+            raise RuntimeError(reason)
+        from torch.utils import cpp_extension
 
-        _module = _C
-        return _module
-    except ImportError:
-        pass
-    reason = why_unbuildable()
-    if reason:
-        raise RuntimeError(reason)
-    from torch.utils import cpp_extension
-
-    cpp_extension.CUDA_HOME = str(find_cuda_home())  # used by load() for nvcc, includes and -lcudart
-    src = source_directory()
-    build = build_directory()
-    build.mkdir(parents=True, exist_ok=True)
-    with _arch_list(archs):
-        try:
-            _module = cpp_extension.load(
-                name=EXTENSION_NAME,
-                sources=[str(src / name) for name in SOURCES],
-                build_directory=str(build),
-                extra_cflags=["-O3"],
-                extra_cuda_cflags=["-O3", "-lineinfo"],
-                verbose=verbose,
-            )
-        except Exception as exc:  # the compiler's output is in the message
-            message = str(exc)
-            tail = "\n".join(message.strip().splitlines()[-25:])
-            raise RuntimeError(f"building the CUDA rasterizer in {build} failed:\n{tail}") from exc
+        cpp_extension.CUDA_HOME = str(find_cuda_home())  # used by load() for nvcc, includes and -lcudart
+        with _arch_list(archs):
+            _module = build(EXTENSION_NAME, SOURCES, verbose, "CUDA rasterizer", extra_cflags=["-O3"],
+                            extra_cuda_cflags=["-O3", "-lineinfo"])
     return _module
 
 
 def extension_status() -> tuple[bool, str]:
     """(True, "") when the extension is built or builds now; else (False, why). Tried once per process."""
-    global _status
-    if _status is None:
-        try:
-            load_extension()
-            _status = (True, "")
-        except RuntimeError as exc:
-            _status = (False, str(exc))
-    return _status
-
-
-class _Rasterize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means, scales, rotations, amplitudes, height, width, kernel_size):
-        ext = load_extension()
-        k = 0 if kernel_size is None else kernel_size
-        ctx.save_for_backward(means, scales, rotations, amplitudes)
-        ctx.kernel_size = k
-        return ext.forward(means, scales, rotations, amplitudes, height, width, k)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        means, scales, rotations, amplitudes = ctx.saved_tensors
-        ext = load_extension()
-        grads = ext.backward(means, scales, rotations, amplitudes, grad_out.contiguous().float(), ctx.kernel_size,
-                             ctx.needs_input_grad[3])
-        d_means, d_scales, d_rotations, d_amplitudes = grads
-        return (
-            d_means if ctx.needs_input_grad[0] else None,
-            d_scales if ctx.needs_input_grad[1] else None,
-            d_rotations if ctx.needs_input_grad[2] else None,
-            d_amplitudes if ctx.needs_input_grad[3] else None,
-            None, None, None,
-        )
+    return cached_status(sys.modules[__name__])
 
 
 def rasterize_cuda(means: Tensor, scales: Tensor, rotations: Tensor, amplitudes: Tensor, height: int, width: int,
@@ -171,4 +106,4 @@ def rasterize_cuda(means: Tensor, scales: Tensor, rotations: Tensor, amplitudes:
     """
     dtype = amplitudes.dtype
     inputs = [t.float().contiguous() for t in (means, scales, rotations, amplitudes)]
-    return _Rasterize.apply(*inputs, height, width, kernel_size).to(dtype)
+    return CompiledRasterize.apply(load_extension(), *inputs, height, width, kernel_size).to(dtype)

@@ -1,13 +1,16 @@
 """Reference backend of ``rasterize_gaussians`` in plain PyTorch.
 
 Vectorised over frames, Gaussians and pixels; memory is bounded by evaluating a chunk
-of frames (and, for very large N, a chunk of Gaussians) at a time. Gradients come from
-autograd. Every other backend is tested against this one.
+of frames (and, for very large N, a chunk of Gaussians) at a time, in the forward and in the
+backward: the autograd Function keeps only its inputs and recomputes each chunk with autograd
+in the backward, so no chunk's (frames, N, K, K, C) tensors outlive it. Every other backend is
+tested against this one.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ._checks import default_chunk_elements, pixel_centers
 
@@ -66,6 +69,63 @@ def _render_dense(means, scales, rotations, amplitudes, height, width) -> Tensor
     return out.reshape(frames, channels, height, width)
 
 
+def _render_chunk(means, scales, rotations, amplitudes, height, width, kernel_size) -> Tensor:
+    """One chunk (F, n, ...) -> (F, C, H, W). A Gaussian whose pixel centre is not finite draws nothing."""
+    px, py = pixel_centers(means, height, width)
+    finite = (torch.isfinite(px) & torch.isfinite(py))[..., None]
+    means = torch.where(finite, means, torch.zeros((), dtype=means.dtype, device=means.device))
+    amplitudes = torch.where(finite, amplitudes, torch.zeros((), dtype=amplitudes.dtype, device=amplitudes.device))
+    if kernel_size is None:
+        return _render_dense(means, scales, rotations, amplitudes, height, width)
+    return _render_windowed(means, scales, rotations, amplitudes, height, width, kernel_size)
+
+
+def _chunks(frames: int, n: int, channels: int, height: int, width: int, kernel_size: int | None,
+            chunk_elements: int | None):
+    """(frame slice, Gaussian slice) pairs that each hold at most ``chunk_elements`` evaluations."""
+    budget = default_chunk_elements() if chunk_elements is None else chunk_elements
+    area = height * width if kernel_size is None else kernel_size * kernel_size
+    # Channels only widen the windowed path's scatter; the dense path's product does not store them.
+    per_gaussian = area * (channels + 1 if kernel_size is not None else 1)
+    gaussians_per_chunk = max(1, min(n, budget // per_gaussian))
+    frames_per_chunk = max(1, budget // (per_gaussian * n))
+    for f0 in range(0, frames, frames_per_chunk):
+        for g0 in range(0, n, gaussians_per_chunk):
+            yield slice(f0, min(frames, f0 + frames_per_chunk)), slice(g0, min(n, g0 + gaussians_per_chunk))
+
+
+class _RasterizeTorch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, scales, rotations, amplitudes, height, width, kernel_size, chunk_elements):
+        frames, n, channels = amplitudes.shape
+        out = amplitudes.new_zeros(frames, channels, height, width)
+        ctx.save_for_backward(means, scales, rotations, amplitudes)
+        ctx.args = (height, width, kernel_size, chunk_elements)
+        if n:
+            for fs, gs in _chunks(frames, n, channels, height, width, kernel_size, chunk_elements):
+                out[fs] += _render_chunk(means[fs, gs], scales[fs, gs], rotations[fs, gs], amplitudes[fs, gs],
+                                         height, width, kernel_size)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        inputs = ctx.saved_tensors
+        height, width, kernel_size, chunk_elements = ctx.args
+        frames, n, channels = inputs[3].shape
+        wanted = [i for i in range(4) if ctx.needs_input_grad[i]]
+        grads = [torch.zeros_like(t) if i in wanted else None for i, t in enumerate(inputs)]
+        if n and wanted:
+            for fs, gs in _chunks(frames, n, channels, height, width, kernel_size, chunk_elements):
+                with torch.enable_grad():
+                    parts = [t[fs, gs].detach().requires_grad_(i in wanted) for i, t in enumerate(inputs)]
+                    image = _render_chunk(*parts, height, width, kernel_size)
+                    chunk_grads = torch.autograd.grad(image, [parts[i] for i in wanted], grad_out[fs])
+                for i, g in zip(wanted, chunk_grads):
+                    grads[i][fs, gs] = g
+        return (*grads, None, None, None, None)
+
+
 def rasterize_torch(
     means: Tensor,
     scales: Tensor,
@@ -85,32 +145,9 @@ def rasterize_torch(
         amplitudes: (F, N, C).
         height, width: output size.
         kernel_size: odd K or None (every pixel).
-        chunk_elements: cap on Gaussian-pixel-channel values held at once.
+        chunk_elements: cap on Gaussian-pixel-channel values held at once, in the forward and the backward.
 
     Returns:
         (F, C, height, width) in the dtype of the computation (float32 or float64).
     """
-    frames, n, channels = amplitudes.shape
-    budget = default_chunk_elements() if chunk_elements is None else chunk_elements
-    area = height * width if kernel_size is None else kernel_size * kernel_size
-    # Channels only widen the windowed path's scatter; the dense path's product does not store them.
-    per_gaussian = area * (channels + 1 if kernel_size is not None else 1)
-    gaussians_per_chunk = max(1, min(n, budget // per_gaussian)) if n else 1
-    frames_per_chunk = max(1, budget // (per_gaussian * max(n, 1)))
-
-    outputs = []
-    for f0 in range(0, frames, frames_per_chunk):
-        f1 = min(frames, f0 + frames_per_chunk)
-        out = None
-        for g0 in range(0, max(n, 1), gaussians_per_chunk):
-            g1 = min(n, g0 + gaussians_per_chunk)
-            args = (means[f0:f1, g0:g1], scales[f0:f1, g0:g1], rotations[f0:f1, g0:g1], amplitudes[f0:f1, g0:g1])
-            if kernel_size is None:
-                part = _render_dense(*args, height, width)
-            else:
-                part = _render_windowed(*args, height, width, kernel_size)
-            out = part if out is None else out + part
-        outputs.append(out)
-    if not outputs:
-        return amplitudes.new_zeros(0, channels, height, width)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
+    return _RasterizeTorch.apply(means, scales, rotations, amplitudes, height, width, kernel_size, chunk_elements)
