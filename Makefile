@@ -10,19 +10,19 @@ DEMO := runs/demo
 $(STAMP): pyproject.toml $(wildcard setup.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet -y pdr 2>/dev/null || true  # this project's former distribution name
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/python tools/train.py --config configs/demo/simvp.yaml --work-dir $(DEMO)/simvp --overwrite
-	$(BIN)/python tools/train.py --config configs/demo/simvp_predgs.yaml --work-dir $(DEMO)/simvp_predgs --overwrite
-	$(BIN)/python tools/eval.py $(DEMO)/simvp $(DEMO)/simvp_predgs --out $(DEMO)/table.md
+	$(BIN)/python tools/compare.py --config configs/demo/simvp_predgs.yaml --arms paper \
+		--only mse l1_ssim predgs_l1_ssim --work-dir $(DEMO) --no-progress
 	@echo
-	@echo "Table: $(DEMO)/table.md"
-	@echo "Predicted frames: $(DEMO)/simvp/eval/predictions_test.png, $(DEMO)/simvp_predgs/eval/predictions_test.png"
-	@echo "Per-frame metrics, both models: $(DEMO)/table_per_frame.png; training curves: $(DEMO)/*/curves.png"
+	@echo "Table: $(DEMO)/comparison.md"
+	@echo "Predicted frames, the same test sequences for every arm: $(DEMO)/comparison_predictions.png"
+	@echo "Per-frame metrics, all arms: $(DEMO)/comparison_per_frame.png; training curves: $(DEMO)/*/curves.png"
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,6 @@
 """PredGS: coarse frames -> 2D Gaussians -> rendered frames, fused with the coarse frames.
 
-Per predicted frame (paper, section 1 of docs/pdr-method.md):
+Per predicted frame (paper, section 1 of docs/method.md):
 
 1. average-pool the coarse frame (or a backbone feature map) by ``pool``;
 2. four independent MLP heads on the flattened pooled map regress, for N Gaussians,

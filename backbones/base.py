@@ -47,6 +47,12 @@ class Backbone(nn.Module):
         """Named scalar losses of the last forward call (already weighted), {} by default."""
         return {}
 
+    def resolved_choices(self) -> dict[str, str]:
+        """What the backbone picked where its arguments leave a choice open (which pretrained network,
+        which method), by argument name: the training loop logs it at the start of a run and keeps it in
+        the run's config.yaml and checkpoints, and tools/eval.py shows it. {} by default."""
+        return {}
+
     @property
     def frames_per_call(self) -> int:
         return self.in_shape[0]

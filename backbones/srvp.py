@@ -1,6 +1,6 @@
 """SRVP: a stochastic latent residual video predictor (the ideas of Franceschi et al., ICML 2020).
 
-Our own implementation of the state-space model summarised in docs/pdr-method.md, section 3
+Our own implementation of the state-space model summarised in docs/method.md, section 4
 (see docs/srvp.md for the full description and the evaluation protocol):
 
 * every frame is encoded by a DCGAN-like conv encoder ``h``: x_t -> e_t (g_dim numbers) and

@@ -2,11 +2,13 @@
 from .config import Config, load_config
 from .errors import ConfigError, DataError, PDRError
 from .model import PDRModel, build_model, create_model
+from .pretrained import load_backbone_weights
 from .registry import ADAPTERS, BACKBONES, DATASETS, LOSSES
+from .runs import load_run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTERS", "BACKBONES", "DATASETS", "LOSSES", "Config", "ConfigError", "DataError", "PDRError",
-    "PDRModel", "build_model", "create_model", "load_config", "__version__",
+    "PDRModel", "build_model", "create_model", "load_backbone_weights", "load_config", "load_run", "__version__",
 ]

@@ -43,6 +43,10 @@ SCHEMA: dict[str, Any] = {
     "model": {
         "backbone": _f(COMPONENT, help="a backbone name or {name: ..., <its arguments>}"),
         "adapter": _f((COMPONENT, NONE), None, help="null, an adapter name (`predgs`) or {name: predgs, ...}"),
+        "init_from": _f((str, NONE), None, help="load the backbone's weights before training: a PDR run folder or "
+                        "checkpoint, or an OpenSTL .pth/.ckpt"),
+        "init_strict": _f(bool, True, help="init_from: every key must fit (false: load what fits, log the rest)"),
+        "freeze_backbone": _f(bool, False, help="train only the adapter"),
     },
     "data": {
         "name": _f(str, help="a registered dataset"),
@@ -77,14 +81,24 @@ SCHEMA: dict[str, Any] = {
         "val_every": _f(int, 1, help="validate every this many epochs"),
         "max_val_batches": _f((int, NONE), None),
         "deterministic": _f(bool, False),
-        "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (psnr/ssim: higher is better)"),
+        "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (its direction comes from "
+                      "pdr.metrics; one per benchmark, docs/datasets.md)"),
         "precision": _f(str, "fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision; fp16 uses a grad scaler"),
         "accumulate_steps": _f(int, 1, help="micro-batches per optimizer step"),
         "ema_decay": _f((float, NONE), None, help="keep an EMA of the weights (validated and saved) when set"),
         "compile": _f(bool, False, help="torch.compile the model"),
         "max_nonfinite_steps": _f(int, 5, help="stop after this many non-finite losses in a row"),
         "save_every": _f((int, NONE), None, help="also write checkpoints/last.pt every this many steps"),
-        "tensorboard": _f(bool, True, help="write TensorBoard logs to <run>/tb when tensorboard is installed"),
+        "tensorboard": _f(bool, True, help="write TensorBoard logs to <run>/tb when tensorboard is installed "
+                          "(used when train.loggers is not set)"),
+        "loggers": _f((list, NONE), None, help="experiment loggers, e.g. [tensorboard, wandb]; default: [tensorboard] "
+                      "as train.tensorboard says"),
+        "wandb_project": _f(str, "pdr", help="the Weights & Biases project of the wandb logger"),
+        "early_stop": {
+            "monitor": _f((str, NONE), None, help="validation value to watch (default: train.monitor)"),
+            "patience": _f((int, NONE), None, help="stop after this many validations without improvement (null: off)"),
+            "min_delta": _f(float, 0.0, help="a change smaller than this is no improvement"),
+        },
     },
     "eval": {
         "metrics": _f(list, ["mse", "mae", "rmse", "psnr", "ssim", "lpips"]),
@@ -250,8 +264,13 @@ def apply_override(data: dict, key: str, value, origins: dict) -> None:
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate: bool = True) -> Config:
-    """Load ``path`` with its bases, apply ``--set`` overrides, fill defaults and validate."""
-    path = Path(path)
+    """Load ``path`` with its bases, apply ``--set`` overrides, fill defaults and validate.
+
+    A ``path`` that does not exist but names a shipped config (``configs/demo/simvp.yaml``) loads that one.
+    """
+    from .resources import find_config
+
+    path = find_config(path)
     origins: dict[str, str] = {}
     data = _load_file(path, origins)
     for text in overrides:
@@ -263,8 +282,14 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate
     return cfg
 
 
-def config_from_dict(data: dict, validate: bool = True) -> Config:
-    cfg = Config(copy.deepcopy(data), filename="<dict>")
+def config_from_dict(data: dict, validate: bool = True, overrides: Iterable[str] = (),
+                     filename: str = "<dict>") -> Config:
+    """A Config from a resolved mapping (a checkpoint's copy, say), with ``--set`` overrides applied."""
+    data, origins = copy.deepcopy(data), {}
+    for text in overrides:
+        key, value = parse_override(text)
+        apply_override(data, key, value, origins)
+    cfg = Config(data, filename=filename, origins=origins)
     return validate_config(cfg) if validate else cfg
 
 
@@ -361,9 +386,47 @@ def _check_component(cfg: Config, where: str, section: dict | None) -> None:
         if key in kwargs:
             raise ConfigError(f"{cfg.origin(where + '.' + key)}: {where}.{key}: set by pdr itself from the data section; remove it")
     try:
-        registry.check_kwargs(name, kwargs, where, provided=own)
+        section.update(registry.check_kwargs(name, kwargs, where, provided=own))
     except ConfigError as exc:
-        raise ConfigError(f"{cfg.origin(where)}: {exc}") from None
+        raise ConfigError(f"{cfg.origin(getattr(exc, 'key', where))}: {exc}") from None
+
+
+def _check_metric_names(cfg: Config) -> None:
+    """train.monitor must be a value that validation logs, eval.metrics registered metrics (pdr.metrics)."""
+    from . import metrics
+
+    allowed = metrics.monitor_names()
+    for key in ("train.monitor", "train.early_stop.monitor"):
+        monitor = cfg.get_path(key)
+        if monitor is not None and monitor not in allowed:
+            hint = closest_hint(monitor, allowed, cutoff=0.5)
+            raise ConfigError(f"{cfg.origin(key)}: {key}: {monitor!r} is not a value that validation "
+                              f"logs.{hint} Valid: {', '.join(allowed)}")
+    for name in cfg["eval"]["metrics"]:
+        if name not in metrics.AVAILABLE:
+            raise ConfigError(f"{cfg.origin('eval.metrics')}: eval.metrics: "
+                              f"{metrics.unknown_metric_message(name, metrics.AVAILABLE)}")
+
+
+def _check_loggers_and_early_stop(cfg: Config) -> None:
+    from .engine.loggers import LOGGERS
+
+    train = cfg["train"]
+    for name in train["loggers"] or []:
+        if name not in LOGGERS:
+            hint = closest_hint(str(name), LOGGERS)
+            raise ConfigError(f"{cfg.origin('train.loggers')}: train.loggers: unknown logger {name!r}.{hint} "
+                              f"Known: {', '.join(LOGGERS)}")
+    if train["loggers"] is not None and "tensorboard" in train["loggers"] and not train["tensorboard"]:
+        raise ConfigError(f"{cfg.origin('train.tensorboard')}: train.tensorboard: false, but train.loggers "
+                          f"({cfg.origin('train.loggers')}) names tensorboard; keep one of the two")
+    stop = train["early_stop"]
+    if stop["patience"] is not None and stop["patience"] < 1:
+        raise ConfigError(f"{cfg.origin('train.early_stop.patience')}: train.early_stop.patience: must be >= 1 "
+                          f"(validations without improvement), or null to turn early stopping off; got {stop['patience']}")
+    if stop["min_delta"] < 0:
+        raise ConfigError(f"{cfg.origin('train.early_stop.min_delta')}: train.early_stop.min_delta: must be >= 0, "
+                          f"got {stop['min_delta']}")
 
 
 def validate_config(cfg: Config) -> Config:
@@ -385,15 +448,20 @@ def validate_config(cfg: Config) -> Config:
         if key in extra:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
     try:
-        DATASETS.check_kwargs(data["name"], extra, "data", provided=_DATA_OWN_KEYS)
+        data.update(DATASETS.check_kwargs(data["name"], extra, "data", provided=_DATA_OWN_KEYS))
     except ConfigError as exc:
-        raise ConfigError(f"{resolved.origin('data')}: {exc}") from None
+        raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
     for key in ("in_frames", "out_frames", "batch_size"):
         if data[key] < 1:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: must be >= 1, got {data[key]}")
     train = resolved["train"]
     if train["epochs"] is None and train["max_steps"] is None:
         raise ConfigError(f"{resolved.origin('train')}: train: set train.epochs or train.max_steps (the budget)")
+    _check_metric_names(resolved)
+    _check_loggers_and_early_stop(resolved)
+    if resolved["model"]["freeze_backbone"] and resolved["model"]["adapter"] is None:
+        raise ConfigError(f"{resolved.origin('model.freeze_backbone')}: model.freeze_backbone: true trains only the "
+                          "adapter, but model.adapter is null; set an adapter or freeze_backbone: false")
     return resolved
 
 

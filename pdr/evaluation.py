@@ -14,10 +14,10 @@ from tqdm import tqdm
 
 from .config import config_from_dict, load_config
 from .data import build_dataset
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import config_differences
 from .errors import CheckpointError, ConfigError, PDRError
-from .metrics import MetricAccumulator, summarise
-from .model import PDRModel, build_model
+from .metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
+from .model import PDRModel
 from .visualize import save_metric_curves, save_prediction_grid
 
 log = logging.getLogger("pdr")
@@ -35,6 +35,8 @@ class RunResult:
     num_samples: int = 1
     best_of_samples: dict = field(default_factory=dict)
     best_per_frame: dict = field(default_factory=dict)
+    # (inputs, truth, prediction) of the first num_vis sequences, in display range: (S, T, C, H, W) arrays.
+    shown: tuple | None = None
 
 
 def locate_run(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path | None, Path]:
@@ -67,10 +69,6 @@ def _denormalise_for_display(x: np.ndarray, dataset) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- stochastic models
 
-BEST_IS_LOWEST = ("mse", "mae", "lpips")
-BEST_IS_HIGHEST = ("psnr", "ssim")
-
-
 def supports_sampling(model: PDRModel) -> bool:
     """Whether the model's backbone draws several futures: it has ``sample(x, num_samples, frame_rate)``."""
     return callable(getattr(model.backbone, "sample", None))
@@ -102,45 +100,28 @@ def sample_predictions(model: PDRModel, x: torch.Tensor, num_samples: int, frame
     )
 
 
-class _FrameValues(MetricAccumulator):
-    """A MetricAccumulator that hands back the (N, T) values of one batch instead of adding them up.
-
-    It overrides ``_add``, the one place where ``update`` stores a metric's per-frame values, so that every
-    metric keeps MetricAccumulator's conventions; tests/test_srvp.py checks that mean of K equals
-    MetricAccumulator on all samples.
-    """
-
-    def frame_values(self, pred, true) -> dict[str, np.ndarray]:
-        self._batch_values: dict[str, np.ndarray] = {}
-        self.update(pred, true)
-        return self._batch_values
-
-    def _add(self, name: str, per_frame: np.ndarray) -> None:
-        self._batch_values[name] = np.asarray(per_frame, dtype=np.float64)
-
 
 class SampleMetrics:
     """Metrics of K sampled futures per sequence: the best sample and the mean over samples.
 
-    The protocol of SVG and SRVP: per sequence and per metric, the sample with the lowest MSE, MAE or LPIPS
-    (highest PSNR or SSIM), averaged over its frames, is that sequence's best; "best of K" averages the best
-    samples over sequences, "mean of K" averages every sample. RMSE is the square root of the (best or mean)
-    MSE; sharpness (a ratio of gradient energies, with no "best") is reported for the mean only.
+    The protocol of SVG and SRVP: per sequence and per metric, the sample whose frames score best by the
+    metric's direction (``pdr.metrics.higher_is_better``: lowest MSE, MAE or LPIPS, highest PSNR or SSIM, ...)
+    is that sequence's best; "best of K" averages the best samples over sequences, "mean of K" averages
+    every sample. RMSE is the square root of the (best or mean) MSE; sharpness (a ratio of gradient
+    energies, with no "best") and set metrics (FVD) are reported for the mean only.
 
     ``update(samples (B, K, T, C, H, W), true (B, T, C, H, W))``; ``compute()`` -> (best, mean) dicts in the
-    format of ``MetricAccumulator.compute``. Same conventions (normalisation, clipping) as MetricAccumulator.
+    format of ``MetricAccumulator.compute``. Arguments and conventions as MetricAccumulator's.
     """
 
     def __init__(self, metrics=("mse", "mae"), mean=None, std=None, clip_range=(0.0, 1.0), lpips_model=None,
-                 device="cpu"):
+                 device="cpu", **options):
         self.metrics = list(metrics)
-        self._values = _FrameValues(self.metrics, mean=mean, std=std, clip_range=clip_range,
-                                    lpips_model=lpips_model, device=device)
-        self.notes = self._values.notes
-        self._best: dict[str, np.ndarray] = {}
-        self._all: dict[str, np.ndarray] = {}
+        self._acc = MetricAccumulator(self.metrics, mean=mean, std=std, clip_range=clip_range,
+                                      lpips_model=lpips_model, device=device, **options)
+        self.notes = self._acc.notes
+        self._best: dict[str, dict[str, np.ndarray]] = {}
         self._sequences = 0
-        self._samples = 0
         self.num_samples: int | None = None
 
     def update(self, samples, true) -> None:
@@ -151,30 +132,33 @@ class SampleMetrics:
                              f"got {tuple(samples.shape)} and {tuple(true.shape)}")
         b, k = samples.shape[:2]
         self.num_samples = k if self.num_samples is None else self.num_samples
-        truth = true.unsqueeze(1).expand_as(samples)
-        values = self._values.frame_values(samples.flatten(0, 1), truth.flatten(0, 1))
+        flat, truth = samples.flatten(0, 1), true.unsqueeze(1).expand_as(samples).flatten(0, 1)
+        values = self._acc.frame_values(flat, truth)
+        self._acc.add(values, b * k)
+        self._acc.update_sets(flat, truth)
         rows = np.arange(b)
-        for name, v in values.items():
-            v = v.reshape(b, k, -1)  # (B, K, T)
-            self._all[name] = self._all.get(name, 0) + v.sum(axis=(0, 1))
-            if name in BEST_IS_LOWEST or name in BEST_IS_HIGHEST:
+        for group, keyed in values.items():
+            for name, v in keyed.items():
+                higher = METRICS[name].higher_is_better if name in METRICS else None
+                if higher is None:
+                    continue
+                v = v.reshape(b, k, -1)  # (B, K, T)
                 score = v.mean(axis=2)
                 if np.isnan(score).all():
                     pick = np.zeros(b, dtype=int)
                 else:
-                    score = np.where(np.isnan(score), np.inf if name in BEST_IS_LOWEST else -np.inf, score)
-                    pick = score.argmin(axis=1) if name in BEST_IS_LOWEST else score.argmax(axis=1)
-                self._best[name] = self._best.get(name, 0) + v[rows, pick].sum(axis=0)
+                    score = np.where(np.isnan(score), -np.inf if higher else np.inf, score)
+                    pick = score.argmax(axis=1) if higher else score.argmin(axis=1)
+                best = self._best.setdefault(group, {})
+                best[name] = best.get(name, 0) + v[rows, pick].sum(axis=0)
         self._sequences += b
-        self._samples += b * k
 
     def compute(self, per_frame: bool = False) -> tuple[dict, dict]:
         """(best of K, mean of K): ``{metric: value}`` plus ``<metric>_per_frame`` lists when ``per_frame``."""
         if not self._sequences:
             raise ValueError("no batches were added")
-        best = {k: v / self._sequences for k, v in self._best.items()}
-        mean = {k: v / self._samples for k, v in self._all.items()}
-        return summarise(self.metrics, best, per_frame), summarise(self.metrics, mean, per_frame)
+        best = {g: {k: v / self._sequences for k, v in keyed.items()} for g, keyed in self._best.items()}
+        return summarise(self.metrics, best, per_frame, self._acc.channel_names), self._acc.compute(per_frame)
 
 
 @contextlib.contextmanager
@@ -203,6 +187,49 @@ def _resolve_num_samples(num_samples: int | None, cfg, model: PDRModel, ckpt_pat
     return k
 
 
+def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides=()):
+    """The config the checkpoint's weights were trained with (its stored copy), plus ``overrides``.
+
+    A ``config.yaml`` beside the checkpoint must agree with that copy (up to the keys a resume may change):
+    evaluating another setup than the trained one is refused, not done silently. Checkpoints without a copy
+    fall back to ``config.yaml``.
+    """
+    saved = state.get("config")
+    if saved is None:
+        if config_path is None:
+            raise ConfigError(f"{ckpt_path}: the checkpoint holds no config and there is no config.yaml beside it")
+        return load_config(config_path, overrides)
+    cfg = config_from_dict(saved, overrides=overrides, filename=str(ckpt_path))
+    if config_path is not None:  # both resolved by this version of pdr: keys added since compare as defaults
+        diff = config_differences(dict(config_from_dict(saved)), dict(load_config(config_path)))
+        if diff:
+            raise ConfigError(
+                f"{config_path} disagrees with the config stored in {ckpt_path}, which its weights were trained "
+                f"with: " + "; ".join(diff) + ". Restore config.yaml, or evaluate the checkpoint file itself"
+            )
+    return cfg
+
+
+def _scores_collisions(model: PDRModel, dataset) -> bool:
+    """Whether the model predicts collisions and the dataset has labels for some of its clips (CLEVRER)."""
+    return (callable(getattr(model.backbone, "collision_probabilities", None))
+            and callable(getattr(dataset, "collision_labels", None))
+            and any(a is not None for a in getattr(dataset, "annotations", ())))
+
+
+def _add_collisions(acc: CollisionAccumulator, model: PDRModel, dataset, x: torch.Tensor, first: int) -> None:
+    """Score the predicted collisions of the batch x (B, T_in, C, H, W) of dataset items first, first + 1, ...
+    against the labels of those that have an annotation."""
+    annotated = [j for j in range(len(x)) if dataset.annotations[first + j] is not None]
+    if not annotated:
+        return
+    prob = model.backbone.collision_probabilities(x[annotated])
+    if prob is None:
+        return
+    labels = torch.stack([dataset.collision_labels(first + j) for j in annotated])
+    acc.update(prob.cpu(), labels)
+
+
 @torch.no_grad()
 def evaluate_run(
     path: str | Path,
@@ -221,20 +248,11 @@ def evaluate_run(
     """Metrics of a run on ``split``. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
     above 1 draws K futures per sequence (models with a ``sample`` method only) and reports best of K and
     mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``)."""
-    ckpt_path, config_path, out_dir = locate_run(path, checkpoint)
-    state = load_checkpoint(ckpt_path, map_location=device)
-    if config_path is not None:
-        cfg = load_config(config_path, overrides)
-    elif "config" in state:
-        cfg = config_from_dict(state["config"])
-    else:
-        raise ConfigError(f"{ckpt_path}: the checkpoint holds no config and there is no config.yaml beside it")
-    model = build_model(cfg).to(device)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt_path}: weights do not fit the model of its config: {str(exc).splitlines()[0]}") from exc
-    model.eval()
+    from .runs import load_run
+
+    ckpt_path, _, out_dir = locate_run(path, checkpoint)
+    model = load_run(path, checkpoint, device=device, overrides=overrides)
+    cfg = model.config
     k = _resolve_num_samples(num_samples, cfg, model, ckpt_path)
 
     metrics = list(metrics or cfg["eval"]["metrics"])
@@ -243,10 +261,14 @@ def evaluate_run(
     dataset = build_dataset(cfg, split)
     loader = DataLoader(dataset, batch_size=batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
                         shuffle=False, num_workers=cfg["data"]["num_workers"])
+    conventions = {"spatial_norm": dataset.spatial_norm, "channel_names": dataset.channel_names}
     if k > 1:
-        acc = SampleMetrics(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device)
+        acc = SampleMetrics(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device,
+                            **conventions)
     else:
-        acc = MetricAccumulator(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device)
+        acc = MetricAccumulator(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device,
+                                **conventions)
+    collisions = CollisionAccumulator() if _scores_collisions(model, dataset) else None
     shown: list[tuple] = []
     name = Path(path).name if Path(path).is_dir() else Path(path).stem
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
@@ -261,6 +283,8 @@ def evaluate_run(
             else:
                 pred = model(x.to(device)).cpu()
                 acc.update(pred, y)
+            if collisions is not None:
+                _add_collisions(collisions, model, dataset, x.to(device), i * loader.batch_size)
             if sum(len(s[0]) for s in shown) < num_vis:
                 shown.append((x.numpy(), y.numpy(), pred.numpy()))
     best = {}
@@ -268,17 +292,33 @@ def evaluate_run(
         best, result = acc.compute(per_frame=True)
     else:
         result = acc.compute(per_frame=True)
+    collision_counts = None
+    if collisions is not None and not collisions.empty:
+        scores = collisions.compute()
+        collision_counts = scores.pop("collision_count")
+        result.update(scores)
     scalars = {key: v for key, v in result.items() if not key.endswith("_per_frame")}
     curves = {m: result[f"{m}_per_frame"] for m in metrics if result.get(f"{m}_per_frame") is not None}
     run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes), per_frame=curves, num_samples=k)
+    for key, value in getattr(model, "resolved_in_training", {}).items():
+        run.notes[key] = f"{name}: {key}: {value}"
+    if collision_counts is not None:
+        run.notes["collision"] = (f"collision scores over {collision_counts} predicted steps of the annotated {split} "
+                                  f"clips; a step is a predicted collision when its probability is >= 0.5")
+    if checkpoint == "best" and getattr(dataset, "validation_is_test", False):
+        run.notes["validation"] = (f"{name}: its best checkpoint was selected on the test data (the "
+                                   f"{cfg['data']['name']} validation split is the test split unless set otherwise, as "
+                                   f"in OpenSTL); the config's comments show how to hold out a validation split")
     if k > 1:
         run.best_of_samples = {key: v for key, v in best.items() if not key.endswith("_per_frame")}
         run.best_per_frame = {m: best[f"{m}_per_frame"] for m in metrics if best.get(f"{m}_per_frame") is not None}
 
+    if shown:
+        xs, ys, ps = (np.concatenate([s[j] for s in shown])[:num_vis] for j in range(3))
+        run.shown = tuple(_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
     if save_images and shown:
         out_dir.mkdir(parents=True, exist_ok=True)
-        xs, ys, ps = (np.concatenate([s[j] for s in shown])[:num_vis] for j in range(3))
-        xs, ys, ps = (_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
+        xs, ys, ps = run.shown
         title = f"{name}: {cfg['model']['backbone']['name']}" + (
             f" + {cfg['model']['adapter']['name']}" if cfg["model"].get("adapter") else "")
         grid_title = title + (f" (sample 1 of {k})" if k > 1 else "")

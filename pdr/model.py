@@ -32,6 +32,68 @@ class PDRModel(nn.Module):
         self.in_frames = in_frames
         self.out_frames = out_frames
         self.in_shape = tuple(backbone.in_shape)
+        self.backbone_frozen = False
+        self.config = None  # the run's Config, set by pdr.load_run
+        # The dataset's normalisation (raw = normalised * std + mean; None: frames are used as they are),
+        # which ``predict`` applies; set by the training loop's checkpoints and pdr.load_run.
+        self.data_mean: float | list[float] | None = None
+        self.data_std: float | list[float] | None = None
+
+    def freeze_backbone(self) -> None:
+        """Train only the adapter: the backbone's parameters get no gradient and it stays in eval mode
+        (fixed BatchNorm statistics, no dropout, its test-time rollout), so the adapter learns on the
+        predictions the backbone makes at test time."""
+        if self.adapter is None:
+            raise ConfigError("model.freeze_backbone: true needs an adapter (model.adapter); nothing else would train")
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> "PDRModel":
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+    def _stat(self, value, x: Tensor) -> Tensor | None:
+        if value is None:
+            return None
+        t = torch.as_tensor(value, dtype=x.dtype, device=x.device).flatten()
+        if t.numel() not in (1, x.shape[2]):
+            raise ValueError(f"the data normalisation has {t.numel()} values for {x.shape[2]} channels")
+        return t.view(1, 1, -1, 1, 1)
+
+    @torch.no_grad()
+    def predict(self, frames, normalised: bool = False) -> Tensor:
+        """Predict the future of observed frames, in eval mode and without gradients.
+
+        frames: (B, T_in, C, H, W) or one sequence (T_in, C, H, W), a tensor or an array, in the data's own
+        units (as the dataset reads them from disk, before its normalisation). Returns (B, T_out, C, H, W)
+        (or (T_out, C, H, W)) in the same units, on the model's device. ``normalised=True``: frames are
+        already in the model's units (what the dataset returns) and so is the result.
+        """
+        param = next(self.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        x = torch.as_tensor(frames, dtype=torch.float32, device=device)
+        single = x.dim() == 4
+        x = x.unsqueeze(0) if single else x
+        mean, std = (None, None) if normalised else (self._stat(self.data_mean, x), self._stat(self.data_std, x))
+        if mean is not None:
+            x = x - mean
+        if std is not None:
+            x = x / std
+        was_training = self.training
+        self.eval()
+        try:
+            y = self(x)
+        finally:
+            self.train(was_training)
+        if std is not None:
+            y = y * std
+        if mean is not None:
+            y = y + mean
+        return y[0] if single else y
 
     def _predict_chunk(self, x: Tensor, extra: dict) -> Tensor:
         wants_features = self.adapter is not None and getattr(self.adapter, "source", "output") == "features"
@@ -76,8 +138,18 @@ class PDRModel(nn.Module):
                 out.update(hook())
         return out
 
+    def resolved_choices(self) -> dict[str, str]:
+        """The backbone's and adapter's ``resolved_choices()`` by dotted config key (``model.backbone.<arg>``)."""
+        out = {}
+        for where, part in (("model.backbone", self.backbone), ("model.adapter", self.adapter)):
+            hook = getattr(part, "resolved_choices", None)
+            if callable(hook):
+                out.update({f"{where}.{k}": v for k, v in hook().items()})
+        return out
+
     def parameter_summary(self) -> dict[str, int]:
-        return {"backbone": count_parameters(self.backbone), "adapter": count_parameters(self.adapter)}
+        return {"backbone": count_parameters(self.backbone), "adapter": count_parameters(self.adapter),
+                "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad)}
 
 
 def _as_component(spec: str | dict | None) -> dict | None:

@@ -17,6 +17,7 @@ import importlib
 import inspect
 from typing import Any, Callable, Iterator
 
+from .arg_types import ArgumentTypeError, check_argument, signature
 from .errors import ConfigError, RegistryError
 
 # Modules that fill the built-in registries; imported on first lookup so that
@@ -91,28 +92,44 @@ class Registry:
     def build(self, name: str, /, **kwargs):
         return self.get(name)(**kwargs)
 
-    def check_kwargs(self, name: str, kwargs: dict, where: str, provided: tuple[str, ...] = ()) -> None:
-        """Raise ConfigError naming ``where.key`` for keyword arguments the entry does not take.
+    def check_kwargs(self, name: str, kwargs: dict, where: str, provided: tuple[str, ...] = ()) -> dict:
+        """Raise ConfigError naming ``where.key`` for keyword arguments the entry does not take, or whose
+        values do not fit the entry's type annotations (``pdr.arg_types``). Returns ``kwargs`` with values
+        converted where the annotation asks (``"1e-3"`` -> 1e-3 for a float). The error's ``key`` attribute
+        is the dotted key at fault.
 
         ``provided``: arguments that pdr passes itself, left out of the list shown to the user.
         """
         target = self.get(name)
-        params = inspect.signature(target).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return
+        params = signature(target).parameters
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         accepted = [
             n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in provided
         ]
-        for key in kwargs:
+        out = {}
+        for key, value in kwargs.items():
             if key not in accepted:
+                if open_ended:
+                    out[key] = value
+                    continue
                 hint = closest_hint(key, accepted)
-                raise ConfigError(
-                    f"{where}.{key}: unknown argument of {self.kind} {name!r}.{hint} "
-                    f"Accepted: {', '.join(accepted)}"
-                )
+                raise _key_error(f"{where}.{key}", f"unknown argument of {self.kind} {name!r}.{hint} "
+                                                   f"Accepted: {', '.join(accepted)}")
+            try:
+                out[key] = check_argument(value, params[key].annotation, params[key].default)
+            except ArgumentTypeError as err:
+                raise _key_error(f"{where}.{key}", f"{self.kind} {name!r} {err}") from None
+        return out
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def _key_error(key: str, message: str) -> ConfigError:
+    """``key: message`` as a ConfigError that keeps the dotted key (``.key``) for the caller to say where it was set."""
+    exc = ConfigError(f"{key}: {message}")
+    exc.key = key
+    return exc
 
 
 BACKBONES = Registry("backbone")

@@ -1,6 +1,7 @@
 """Pictures people would rather look at than numbers: prediction grids and per-frame metric curves."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -16,12 +17,22 @@ def _pyplot():
     return plt
 
 
-def _finish(fig, path: str | Path, title: str, dpi: int) -> Path:
-    """Title, tight layout, write the PNG (creating its folder), close the figure."""
-    plt = _pyplot()
+def _layout(fig, title: str):
+    """Title and tight layout."""
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def _finish(fig, path: str | Path, title: str, dpi: int) -> Path:
+    """Title, tight layout, write the PNG (creating its folder), close the figure."""
+    _layout(fig, title)
+    return _save(fig, path, dpi)
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -36,29 +47,55 @@ def _displayable(frame: np.ndarray) -> tuple[np.ndarray, str | None]:
     return frame[0], "gray" if frame.shape[0] == 1 else "viridis"
 
 
+def _wrap_label(label: str, width: int = 14) -> str:
+    """Break a row label into lines of about ``width`` characters after ``_``, ``/``, ``-`` or spaces."""
+    lines = [""]
+    for token in re.split(r"(?<=[_/\- ])", label):
+        if lines[-1] and len(lines[-1]) + len(token) > width:
+            lines.append("")
+        lines[-1] += token
+    return "\n".join(line.strip() for line in lines)
+
+
 def save_prediction_grid(
     path: str | Path,
     inputs: np.ndarray,
     truth: np.ndarray,
-    pred: np.ndarray,
+    pred: np.ndarray | dict[str, np.ndarray],
     title: str = "",
     max_frames: int = 10,
 ) -> Path:
-    """One block of three rows (input / truth / prediction) per sequence.
+    """The figure of ``prediction_grid_figure`` written as a PNG at ``path``."""
+    return _save(prediction_grid_figure(inputs, truth, pred, title, max_frames), path, dpi=90)
 
-    inputs (S, T_in, C, H, W), truth and pred (S, T_out, C, H, W), values in display range [0, 1].
-    Data with neither 1 nor 3 channels shows channel 0 with a colour map.
+
+def prediction_grid_figure(
+    inputs: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray | dict[str, np.ndarray],
+    title: str = "",
+    max_frames: int = 10,
+):
+    """One block of rows per sequence: input, truth, then one row per prediction (a laid-out Figure).
+
+    inputs (S, T_in, C, H, W), truth (S, T_out, C, H, W), values in display range [0, 1]; ``pred`` is one
+    (S, T_out, C, H, W) array (row label "prediction") or ``{row label: array}`` to show several models'
+    predictions of the same sequences in adjacent rows. Data with neither 1 nor 3 channels shows channel 0
+    with a colour map.
     """
     plt = _pyplot()
+    preds = pred if isinstance(pred, dict) else {"prediction": pred}
     s, t_in = inputs.shape[:2]
     t_out = truth.shape[1]
     cols = min(max(t_in, t_out), max_frames)
+    per_block = 2 + len(preds)
     vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
-    fig, axes = plt.subplots(3 * s, cols, figsize=(1.1 * cols, 1.2 * 3 * s), squeeze=False)
+    fig, axes = plt.subplots(per_block * s, cols, figsize=(1.1 * cols, 1.2 * per_block * s), squeeze=False)
     for k in range(s):
-        for r, (label, frames) in enumerate((("input", inputs[k]), ("truth", truth[k]), ("prediction", pred[k]))):
+        rows = [("input", inputs[k]), ("truth", truth[k])] + [(label, p[k]) for label, p in preds.items()]
+        for r, (label, frames) in enumerate(rows):
             for c in range(cols):
-                ax = axes[3 * k + r, c]
+                ax = axes[per_block * k + r, c]
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if c < frames.shape[0]:
@@ -66,11 +103,11 @@ def save_prediction_grid(
                     ax.imshow(image, cmap=cmap, vmin=vmin if cmap else None, vmax=vmax if cmap else None)
                 else:
                     ax.axis("off")
-                if c == 0:
-                    ax.set_ylabel(label, fontsize=7)
+                if c == 0:  # horizontal: a rotated label longer than the row is cut by its neighbours
+                    ax.set_ylabel(_wrap_label(label), fontsize=7, rotation=0, ha="right", va="center")
                 if k == 0 and r == 0:
                     ax.set_title(f"t={c + 1}", fontsize=7)
-    return _finish(fig, path, title, dpi=90)
+    return _layout(fig, title)
 
 
 def save_metric_curves(path: str | Path, curves: dict, title: str = "") -> Path:
@@ -105,3 +142,68 @@ def save_training_curves(path: str | Path, history: list[dict],
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
     return _finish(fig, path, "", dpi=100)
+
+
+def _to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(T, C, H, W) in display range -> uint8 (T, H, W, 3): RGB as is, 1 channel grey, others channel 0 in viridis."""
+    if frames.shape[1] == 3:
+        rgb = np.clip(frames.transpose(0, 2, 3, 1), 0, 1)
+    else:
+        scaled = np.clip((frames[:, 0] - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+        if frames.shape[1] == 1:
+            rgb = np.repeat(scaled[..., None], 3, axis=-1)
+        else:
+            import matplotlib
+
+            rgb = matplotlib.colormaps["viridis"](scaled)[..., :3]
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def save_sequence_gif(
+    path: str | Path,
+    inputs: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    fps: float = 4.0,
+    min_height: int = 128,
+) -> Path:
+    """An animated GIF of one sequence: the observed frames, then truth and prediction side by side.
+
+    inputs (T_in, C, H, W), truth and pred (T_out, C, H, W), values in display range [0, 1] (colours as in
+    ``save_prediction_grid``). Frames are enlarged by an integer factor to at least ``min_height`` pixels
+    and each carries a caption with its index in the whole sequence ("observed t=3", "truth t=11"). The
+    GIF loops and holds its last frame for a second.
+    """
+    import imageio.v3 as iio
+    from PIL import Image, ImageDraw, ImageFont
+
+    if inputs.ndim != 4 or truth.shape != pred.shape or truth.ndim != 4 or inputs.shape[1:] != truth.shape[1:]:
+        raise ValueError(f"expected inputs (T_in, C, H, W) and truth, pred (T_out, C, H, W) with the same C, H, W, "
+                         f"got {inputs.shape}, {truth.shape}, {pred.shape}")
+    vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
+    observed, true, predicted = (_to_rgb8(a, vmin, vmax) for a in (inputs, truth, pred))
+    h, w = inputs.shape[2:]
+    scale = max(1, -(-min_height // h))
+    panel_w, panel_h, gap, header = w * scale, h * scale, 6, 18
+    font = ImageFont.load_default(size=12)
+
+    def canvas(left: np.ndarray, right: np.ndarray | None, left_text: str, right_text: str) -> np.ndarray:
+        image = Image.new("RGB", (2 * panel_w + gap, header + panel_h), "white")
+        for i, (frame, text) in enumerate(((left, left_text), (right, right_text))):
+            x = i * (panel_w + gap)
+            if frame is not None:
+                image.paste(Image.fromarray(frame).resize((panel_w, panel_h), Image.NEAREST), (x, header))
+            else:
+                image.paste((235, 235, 235), (x, header, x + panel_w, header + panel_h))
+            ImageDraw.Draw(image).text((x + 2, 2), text, fill="black", font=font)
+        return np.asarray(image)
+
+    t_in = len(observed)
+    frames = [canvas(f, None, f"observed t={t + 1}", "") for t, f in enumerate(observed)]
+    frames += [canvas(a, b, f"truth t={t_in + t + 1}", f"prediction t={t_in + t + 1}")
+               for t, (a, b) in enumerate(zip(true, predicted))]
+    durations = [1000 / fps] * (len(frames) - 1) + [1000.0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, np.stack(frames), extension=".gif", duration=durations, loop=0)
+    return path

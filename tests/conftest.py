@@ -10,6 +10,7 @@ SHARED = REPO.parent / "shared"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 sys.path.insert(0, str(Path(__file__).parent / "support"))  # test-only registry entries (tiny_backbones)
+os.environ["PDR_OFFLINE"] = "1"  # tests never download (LPIPS's AlexNet is fetched on first use otherwise)
 
 
 @pytest.fixture

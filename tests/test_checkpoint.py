@@ -1,4 +1,5 @@
 import errno
+import stat
 import os
 
 import pytest
@@ -47,3 +48,15 @@ def test_config_differences_list_keys():
     saved = {"model": {"backbone": {"name": "simvp", "hid_S": 8}}, "train": {"epochs": 5}}
     current = {"model": {"backbone": {"name": "simvp", "hid_S": 16}}, "train": {"epochs": 10}}
     assert config_differences(saved, current) == ["model.backbone.hid_S: 8 -> 16"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_checkpoints_respect_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = save_checkpoint({"model": {"w": torch.zeros(2)}}, tmp_path / "last.pt")
+        plain = tmp_path / "plain"
+        plain.write_bytes(b"")  # what any other file written by the same process gets
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask == stat.S_IMODE(plain.stat().st_mode)

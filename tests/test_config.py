@@ -124,3 +124,54 @@ def test_resolved_config_round_trips(tmp_path, repo):
     cfg.save(tmp_path / "saved.yaml")
     again = load_config(tmp_path / "saved.yaml")
     assert dict(again) == dict(cfg)
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("data.speed=3.0", "data.speed: dataset 'bouncing_sprites' expected a list (default: [1.0, 3.0]), got float 3.0"),
+        ("model.adapter.num_gaussians=lots", "model.adapter.num_gaussians: adapter 'predgs' expected int (default: 300), "
+                                             "got str 'lots'"),
+        ("model.adapter.num_gaussians=12.5", "model.adapter.num_gaussians: adapter 'predgs' expected int"),
+        ("model.adapter.scale_range=[0.5, x]", "model.adapter.scale_range: adapter 'predgs' expected a list of float or null"),
+        ("model.backbone.hid_S=true", "model.backbone.hid_S: backbone 'simvp' expected int"),
+        ("model.adapter.position_init=3", "model.adapter.position_init: adapter 'predgs' expected str"),
+    ],
+)
+def test_argument_types_are_checked_against_the_constructors(tmp_path, override, expected):
+    path = write(tmp_path / "c.yaml", {**BASE, "model": {**BASE["model"], "adapter": "predgs"}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert str(info.value) == f"--set: {expected}" or str(info.value).startswith(f"--set: {expected}")
+
+
+def test_a_choice_among_names_is_checked(tmp_path):
+    path = write(tmp_path / "c.yaml", {**BASE, "data": {"name": "clevrer", "in_frames": 2, "out_frames": 2}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["data.flow_method=raft"])
+    assert str(info.value) == ("--set: data.flow_method: dataset 'clevrer' expected one of 'raft_large', "
+                               "'farneback' (default: 'raft_large'), got str 'raft'")
+    assert load_config(path, ["data.flow_method=farneback"])["data"]["flow_method"] == "farneback"
+
+
+def test_values_that_fit_their_annotations_pass_and_float_strings_convert(tmp_path):
+    path = write(tmp_path / "c.yaml", {**BASE, "model": {**BASE["model"], "adapter": "predgs"}})
+    cfg = load_config(path, ["data.speed=[1, 2.5]", "model.adapter.kernel_size=null", "model.adapter.scale_range=[0.4, null]",
+                             "model.backbone.drop_path=1e-2"])
+    assert cfg["data"]["speed"] == [1, 2.5] and cfg["model"]["adapter"]["kernel_size"] is None
+    assert cfg["model"]["backbone"]["drop_path"] == 0.01 and isinstance(cfg["model"]["backbone"]["drop_path"], float)
+
+
+def test_an_error_in_a_set_key_names_set_not_the_file(tmp_path):
+    path = write(tmp_path / "c.yaml", BASE)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["model.backbone.hid_s=8"])
+    assert str(info.value).startswith("--set: model.backbone.hid_s: unknown argument of backbone 'simvp'. "
+                                      "Did you mean 'hid_S'?")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["data.num_trian=8"])
+    assert str(info.value).startswith("--set: data.num_trian: unknown argument of dataset 'bouncing_sprites'")
+    # the same mistake in the file is blamed on the file
+    bad = write(tmp_path / "bad.yaml", {**BASE, "model": {"backbone": {**BASE["model"]["backbone"], "hid_s": 8}}})
+    with pytest.raises(ConfigError, match=rf"^{bad}: model.backbone.hid_s: unknown argument"):
+        load_config(bad)

@@ -115,3 +115,26 @@ def test_truncated_checkpoint_on_resume_is_reported(repo, tmp_path):
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1].startswith(f"error: checkpoint {ckpt} is corrupt or truncated")
     assert "Traceback" not in again.stderr
+
+
+def test_latent_flow_without_collision_labels_trains_under_two_processes(repo, tmp_path):
+    """Heads whose loss a batch does not have (collision: no labels in bouncing_sprites) still take part in
+    every step, as DistributedDataParallel requires."""
+    work = tmp_path / "lf"
+    small = ["data.size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5",
+             "data.num_train=8", "data.num_val=2", "data.batch_size=4", "model.backbone.nf=8",
+             "model.backbone.hidden=8", "model.backbone.layers=1", "model.backbone.perceptual=random",
+             "model.backbone.temporal_checkpoint=null", "train.max_steps=3", "train.log_every=1",
+             "train.tensorboard=false", "eval.metrics=[mse]"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         "tools/train.py", "--config", "configs/bouncing_sprites/latent_flow_joint.yaml", "--set", *small,
+         "--work-dir", str(work), "--no-progress"],
+        cwd=repo, env=env(), capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (work / "log.txt").read_text()
+    assert "(2 processes)" in log and "step 3/3" in log
+    assert "lf_collision" not in log  # no labels: no collision term
+    state = load_checkpoint(work / "checkpoints" / "last.pt")
+    assert state["global_step"] == 3

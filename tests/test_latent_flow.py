@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 from pdr.backbones.latent_flow import losses as L
-from pdr.backbones.latent_flow.flow import compute_flows, load_flows, visibility_mask
+from pdr.backbones.latent_flow.flow import compute_flows, load_flows, raft_weights_path, visibility_mask
 from pdr.backbones.latent_flow.model import LatentFlow
 from pdr.backbones.latent_flow.temporal import TemporalModel
 from pdr.backbones.latent_flow.ttt import (
     adapt_flow_head,
     predict_with_ttt,
     restored_flow_head,
+    ttt_loss,
 )
 from pdr.backbones.latent_flow.vae import LatentVAE
 from pdr.backbones.latent_flow.warp import compose_next, resize_flow, warp
@@ -160,20 +161,22 @@ def test_uncertainty_weights_learn_and_combine():
         L.UncertaintyWeighting(["a"], {"c": 1.0})
 
 
-def test_uncertainty_log_variances_change_during_training():
-    net = tiny_net("joint").train()
-    before = {k: v.detach().clone() for k, v in net.weighting.log_vars.items()}
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
-    x, y = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
-    labels = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
-    for _ in range(3):
-        out = net(x, targets=y, collision=labels)
-        loss = (out - y).abs().mean() + sum(net.auxiliary_losses().values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for name, value in net.weighting.log_vars.items():
-        assert value.item() != before[name].item(), name
+def test_uncertainty_log_variances_follow_their_gradient():
+    """d/ds w (exp(-s) L + s) = w (1 - exp(-s) L): a log-variance moves towards log L (down while its loss is
+    below exp(s), up while above); one SGD step moves each one by exactly -lr times that."""
+    weighting = L.UncertaintyWeighting(["small", "large", "weighted"], {"weighted": 0.5})
+    with torch.no_grad():
+        weighting.log_vars["large"].fill_(0.3)
+    losses = {"small": torch.tensor(0.2), "large": torch.tensor(3.0), "weighted": torch.tensor(5.0)}
+    before = {k: v.item() for k, v in weighting.log_vars.items()}
+    opt = torch.optim.SGD(weighting.parameters(), lr=0.1)
+    sum(weighting(losses).values()).backward()
+    opt.step()
+    for name, w in (("small", 1.0), ("large", 1.0), ("weighted", 0.5)):
+        s = before[name]
+        expected = s - 0.1 * w * (1 - math.exp(-s) * losses[name].item())
+        assert weighting.log_vars[name].item() == pytest.approx(expected, rel=1e-6), name
+    assert weighting.log_vars["small"].item() < 0 < weighting.log_vars["weighted"].item()
 
 
 def test_bad_arguments_name_the_key():
@@ -208,6 +211,29 @@ def test_ttt_changes_the_flow_head_then_restores_it_exactly():
     assert pred.shape == (1, 2, 3, 16, 16) and len(history) == 2
     for k, v in net.state_dict().items():
         assert torch.equal(v, trained[k]), k
+
+
+def test_ttt_lowers_the_flow_loss_of_the_video_it_adapts_to_and_the_reset_is_exact():
+    """A texture moving 2 pixels per frame: the adapted flow head warps each frame onto the next far better
+    than before, and better than not moving at all; afterwards every weight is back, bit for bit."""
+    net = tiny_net("joint", size=32).eval()
+    torch.manual_seed(1)
+    texture = torch.rand(3, 8, 8).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    x = torch.stack([torch.roll(texture, shifts=2 * k, dims=2) for k in range(3)])[None]
+    standing_still = (x[:, 1:] - x[:, :-1]).abs().mean().item()
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        before = ttt_loss(net, x).item()
+    with restored_flow_head(net):
+        history = adapt_flow_head(net, x, steps=20, lr=1e-2)
+        with torch.no_grad():
+            adapted = ttt_loss(net, x).item()
+    assert history[0] == pytest.approx(before, rel=1e-6)
+    assert adapted < 0.5 * before and adapted < 0.5 * standing_still
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    with torch.no_grad():
+        assert ttt_loss(net, x).item() == before
 
 
 # ----------------------------------------------------------------------------- phases through the Trainer
@@ -315,7 +341,8 @@ def test_precompute_flow_on_a_tiny_folder(tmp_path, capsys):
     assert "flow method:" in captured.err and "farneback" in captured.out.lower() + captured.err.lower()
     flows = load_flows(tmp_path / "data" / "v0")
     assert flows["forward"].shape == flows["backward"].shape == (3, 2, 32, 32)
-    assert flows["visible"].shape == (3, 1, 32, 32) and str(flows["method"]) in ("farneback", "raft_large")
+    used = "raft_large" if raft_weights_path() is not None else "farneback"  # what the tool said it would use
+    assert flows["visible"].shape == (3, 1, 32, 32) and str(flows["method"]) == used
     assert main([str(tmp_path / "data")]) == 0 and "skipped" in capsys.readouterr().err
 
 
@@ -375,7 +402,7 @@ def test_dataset_labels_and_flows_reach_the_heads_through_the_trainer(tmp_path, 
     overrides = [f"data.root={tmp_path}", *CLEVRER_TINY, f"model.backbone.flow_targets={flows}"]
     if flows == "precomputed":
         assert precompute([str(tmp_path), "--method", "farneback"]) == 0
-        overrides.append("data.return_flows=true")
+        overrides += ["data.return_flows=true", "data.flow_method=farneback"]
     cfg = load_config(REPO / "configs" / "clevrer" / "latent_flow_temporal.yaml", overrides)
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     trainer.fit()
@@ -391,10 +418,10 @@ def test_precomputed_flows_are_resized_with_their_vectors_and_required(tmp_path)
     backward = np.zeros((7, 2, 24, 24), np.float16)
     backward[:, 0] = 3.0  # 3 pixels right at 24x24 -> 2 pixels at 16x16
     np.savez(tmp_path / "video_00000_flow.npz", backward=backward, forward=-backward,
-             visible=np.ones((7, 1, 24, 24), np.uint8), method="test")
+             visible=np.ones((7, 1, 24, 24), np.uint8), method="farneback")
     ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16,
                         train_videos=[0, 1], val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed",
-                        return_flows=True)
+                        return_flows=True, flow_method="farneback")
     _, _, extras = ds[0]
     assert extras["flow_backward"].shape == (4, 2, 16, 16) and extras["flow_visible"].shape == (4, 1, 16, 16)
     assert torch.allclose(extras["flow_backward"][:, 0], torch.full((4, 16, 16), 2.0))
@@ -423,3 +450,49 @@ def test_infer_on_tiny_clevrer_videos(phases, tmp_path):
     assert set(report["videos"]) == {"video_00000", "video_00001"}
     assert all(len(r["ttt_losses"]) == 2 for r in report["videos"].values())
     assert (out / "video_00001.gif").is_file() and len(list((out / "video_00000").glob("pred_*.png"))) == 2
+
+
+def test_substituted_networks_are_said_recorded_and_shown(tmp_path, monkeypatch):
+    """perceptual: auto without cached DINOv2 weights and flow_targets: online: the run says at its start
+    what it uses, config.yaml and the checkpoints keep it and tools/eval.py's table shows it as a note."""
+    from pdr.cli.eval import format_table
+    from pdr.engine import Trainer
+    from pdr.evaluation import evaluate_run
+
+    monkeypatch.setattr(L, "cached_dino_file", lambda: None)
+    cfg = _cfg("joint", "model.backbone.temporal_checkpoint=null", "model.backbone.perceptual=auto",
+               "train.max_steps=1")
+    work = tmp_path / "run"
+    Trainer(cfg, work, show_progress=False).fit()
+    perceptual = "fixed random conv features (perceptual: auto found no cached DINOv2 weights)"
+    flow = "OpenCV Farneback on the training frames (flow_targets: online)"
+    log = (work / "log.txt").read_text()
+    assert f"model.backbone.perceptual: {perceptual}" in log and f"model.backbone.flow_targets: {flow}" in log
+    config_text = (work / "config.yaml").read_text()
+    assert f"#   model.backbone.perceptual: {perceptual}" in config_text
+    assert load_config(work / "config.yaml")["model"]["backbone"]["perceptual"] == "auto"  # still a valid config
+    state = torch.load(work / "checkpoints" / "last.pt", weights_only=False)
+    assert state["resolved"] == {"model.backbone.perceptual": perceptual, "model.backbone.flow_targets": flow}
+    result = evaluate_run(work, checkpoint="last", metrics=["mse"], save_images=False)
+    table = format_table([result])
+    assert f"Note: run: model.backbone.perceptual: {perceptual}" in table
+    assert f"Note: run: model.backbone.flow_targets: {flow}" in table
+
+
+def test_a_flow_cache_of_another_method_is_refused(tmp_path):
+    from pdr.errors import DataError
+    from pdr.registry import DATASETS
+
+    _write_clevrer(tmp_path, videos=4, frames=8, size=16)
+    flows = {"backward": np.zeros((7, 2, 16, 16), np.float16), "forward": np.zeros((7, 2, 16, 16), np.float16),
+             "visible": np.ones((7, 1, 16, 16), np.uint8), "method": "farneback"}
+    np.savez(tmp_path / "video_00000_flow.npz", **flows)
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
+                  val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
+    with pytest.raises(DataError, match=r"video_00000_flow.npz: flows made with farneback, but data.flow_method "
+                                        r"asks for raft_large; .*precompute_flow.py --method raft"):
+        DATASETS.build("clevrer", **common)[0]
+    _, _, extras = DATASETS.build("clevrer", flow_method="farneback", **common)[0]
+    assert extras["flow_backward"].shape == (4, 2, 16, 16)
+    with pytest.raises(DataError, match="data.flow_method must be one of"):
+        DATASETS.build("clevrer", flow_method="raft", **common)

@@ -72,9 +72,62 @@ def test_bad_backbone_argument_value_is_a_config_error():
         pdr.build_model(cfg)
 
 
-def test_features_source_through_simvp():
-    model = pdr.create_model(SMALL, (4, 1, 16, 16), 4,
-                             adapter={"name": "predgs", "source": "features", "num_gaussians": 16, "pool": 2})
-    x = torch.rand(2, 4, 1, 16, 16, requires_grad=True)
-    model(x).sum().backward()
-    assert model.adapter.reduce.weight.grad is not None
+def test_features_source_through_simvp_has_the_gradient_of_finite_differences():
+    """The loss reaches the features' 1x1 reduction through the heads and the renderer: its autograd gradient
+    matches central finite differences (float64)."""
+    torch.manual_seed(0)
+    model = pdr.create_model(SMALL, (4, 1, 16, 16), 4, adapter={"name": "predgs", "source": "features",
+                                                               "num_gaussians": 16, "pool": 2, "backend": "torch"})
+    model = model.double().eval()
+    with torch.no_grad():
+        model.adapter.fuse.weight[:, 1:] = 0.5  # let the rendered frame count (it starts at weight 0)
+    x = torch.rand(2, 4, 1, 16, 16, dtype=torch.float64)
+    target = torch.rand(2, 4, 1, 16, 16, dtype=torch.float64)
+
+    def loss():
+        return ((model(x) - target) ** 2).mean()
+
+    loss().backward()
+    weight = model.adapter.reduce.weight
+    grad = weight.grad.clone()
+    assert grad.abs().max() > 1e-6
+    eps = 1e-6
+    for index in [(0, 0, 0, 0), (0, 3, 0, 0), (0, weight.shape[1] - 1, 0, 0)]:
+        with torch.no_grad():
+            weight[index] += eps
+            up = loss().item()
+            weight[index] -= 2 * eps
+            down = loss().item()
+            weight[index] += eps
+        assert grad[index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-9), index
+
+
+def test_rollout_with_the_adapter_feeds_refined_frames_back():
+    """When the backbone predicts fewer frames per call than asked for, the next call sees the adapter's
+    refined frames, not the backbone's coarse ones, and every chunk is refined."""
+
+    class Shift(Backbone):
+        def __init__(self, in_shape, out_frames):
+            super().__init__(in_shape, out_frames)
+            self.calls = []
+
+        def forward(self, x, return_features=False):
+            self.calls.append(x.clone())
+            return x + 1.0
+
+    backbone = Shift((2, 1, 8, 8), 5)
+    adapter = pdr.adapters.PredGS((1, 8, 8), num_gaussians=9, kernel_size=5, pool=2, hidden=8, fusion="add",
+                                  backend="torch")
+    model = pdr.PDRModel(backbone, adapter, in_frames=2, out_frames=5).eval()
+    x = torch.rand(1, 2, 1, 8, 8)
+    with torch.no_grad():
+        out = model(x)
+        first = x + 1.0
+        first = first + adapter.render(first)  # the refined first chunk, computed here step by step
+    assert out.shape == (1, 5, 1, 8, 8) and len(backbone.calls) == 3
+    torch.testing.assert_close(out[:, :2], first)
+    torch.testing.assert_close(backbone.calls[1], first)  # fed back refined
+    assert (first - (x + 1.0)).abs().max() > 1e-3  # refined differs from coarse, so the check means something
+    with torch.no_grad():
+        second = backbone.calls[1] + 1.0
+        torch.testing.assert_close(out[:, 2:4], second + adapter.render(second))

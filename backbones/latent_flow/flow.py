@@ -23,6 +23,7 @@ from torch import Tensor
 
 from pdr.data.flow_cache import FLOW_FILE, cache_path, load_flows, save_flows  # noqa: F401  (re-exported)
 from pdr.errors import DataError
+from pdr.optional import require
 
 from .warp import warp
 
@@ -38,8 +39,7 @@ def _to_grey_uint8(frame: np.ndarray) -> np.ndarray:
 
 def farneback(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     """Flow (2, H, W) on the grid of ``prev`` towards ``nxt``; both (H, W) uint8."""
-    import cv2
-
+    cv2 = require("cv2", "flow", "Farneback optical flow (OpenCV)")
     size = min(prev.shape)
     win = max(5, min(15, (size // 4) | 1))
     levels = 1 if size < 32 else 3

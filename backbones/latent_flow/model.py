@@ -111,6 +111,7 @@ class LatentFlow(Backbone):
         self.feature_channels = self.vae.feature_channels
         # kept out of the module tree: a frozen network that checkpoints need not store
         net, self.perceptual_used = L.build_perceptual(perceptual) if phase in ("vae", "joint") else (None, "none")
+        self.perceptual_asked = perceptual
         self._perceptual = [net]
         names = []
         if phase in ("vae", "joint"):
@@ -165,6 +166,24 @@ class LatentFlow(Backbone):
         """``lf_<name>``: uncertainty-weighted losses of the last training forward ({} in eval)."""
         return dict(self._aux)
 
+    def resolved_choices(self) -> dict[str, str]:
+        """The perceptual network and the source of the flow targets this phase trains with."""
+        out = {}
+        if self.phase in ("vae", "joint"):
+            out["perceptual"] = {
+                "dino": f"DINOv2 ({L.DINO_HUB_ID}, cached weights)",
+                "random": "fixed random conv features" + (
+                    " (perceptual: auto found no cached DINOv2 weights)" if self.perceptual_asked == "auto" else ""),
+                "none": "none",
+            }[self.perceptual_used]
+        if self.phase in ("temporal", "joint"):
+            out["flow_targets"] = {
+                "online": "OpenCV Farneback on the training frames (flow_targets: online)",
+                "precomputed": "read from the dataset's flow cache (its method is checked by the dataset)",
+                "none": "none (no flow and occlusion losses)",
+            }[self.flow_source]
+        return out
+
     @property
     def perceptual_net(self):
         """The frozen perceptual network (not a submodule: not in checkpoints), or None."""
@@ -213,6 +232,26 @@ class LatentFlow(Backbone):
             z = self.encode(x)[0]
         return self.rollout(z, 0)["flow"]
 
+    # ------------------------------------------------------------------ evaluation
+
+    @property
+    def validates_reconstruction(self) -> bool:
+        """The VAE phase predicts nothing: validation scores its reconstructions (see ``reconstruct``)."""
+        return self.phase == "vae"
+
+    def reconstruct(self, frames: Tensor) -> Tensor:
+        """frames (B, T, C, H, W) -> their reconstructions through the VAE's mean latents (B, T, C, H, W)."""
+        return self.decode(self.encode(frames)[0])[0]
+
+    def collision_probabilities(self, x: Tensor) -> Tensor | None:
+        """Probability (B, T_out) of a collision at each predicted step for inputs x (B, T_in, C, H, W), the steps
+        of CLEVRER's labels (``collision_labels``); None in the VAE phase (its collision head is untrained)."""
+        if self.phase == "vae":
+            return None
+        with torch.no_grad():
+            logits = self.rollout(self.encode(x)[0], self.out_frames)["collision"]
+        return torch.sigmoid(logits[:, x.shape[1] - 1:])
+
     # ------------------------------------------------------------------ losses
 
     def _vae_losses(self, seq: Tensor, rec: Tensor, mean: Tensor, logvar: Tensor) -> dict:
@@ -251,10 +290,19 @@ class LatentFlow(Backbone):
             out["collision"] = L.focal_loss(roll["collision"][:, t_in - 1:], collision)
         return out
 
-    def _set_aux(self, raw: dict) -> None:
+    def _set_aux(self, raw: dict, unused: tuple[Tensor, ...] = ()) -> None:
+        """Weight the raw losses into ``lf_<name>`` terms. ``unused``: outputs no loss of this batch reads
+        (the collision logits of a batch without labels)."""
         raw = {k: v for k, v in raw.items() if k in self.weighting.log_vars}
         self.raw_losses = {k: float(v.detach()) for k, v in raw.items()}
-        self._aux = {f"lf_{k}": v for k, v in self.weighting(raw).items()}
+        aux = {f"lf_{k}": v for k, v in self.weighting(raw).items()}
+        # DistributedDataParallel wants a gradient for every trainable parameter in every step: the heads and
+        # log-variances of losses this batch lacks get an exact zero one
+        idle = [*unused, *(s for n, s in self.weighting.log_vars.items() if n not in raw)]
+        if idle and aux:
+            first = next(iter(aux))
+            aux[first] = aux[first] + sum(0.0 * t.sum() for t in idle)
+        self._aux = aux
 
     # ------------------------------------------------------------------ forward
 
@@ -302,7 +350,7 @@ class LatentFlow(Backbone):
             if self.phase == "joint":
                 rec, _ = self.decode(z)
                 raw.update(self._vae_losses(seq, rec, mean, logvar))
-            self._set_aux(raw)
+            self._set_aux(raw, unused=() if collision is not None else (roll["collision"],))
         return (frames, feats) if return_features else frames
 
 

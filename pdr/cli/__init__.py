@@ -1,1 +1,1 @@
-"""Command-line entry points (tools/train.py, tools/eval.py)."""
+"""Command-line entry points: the console scripts (pdr-train, ...) and the tools/*.py shims call their main()."""

@@ -1,9 +1,11 @@
 """What the command-line tools share: logging, and one clear line for bad input."""
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -15,6 +17,31 @@ class _TqdmHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         tqdm.write(self.format(record), file=sys.stderr)
+
+
+def program(tool: str) -> str:
+    """The name a tool's usage line shows: its console script's (``pdr-train``) when run as one, else
+    ``tools/<tool>.py``."""
+    name = Path(sys.argv[0]).name.removesuffix(".exe")
+    return name if name.startswith("pdr-") else f"tools/{tool}.py"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """One flag style for every tool: options are kebab-case (``--work-dir``, ``--img-h``); the snake_case
+    spelling of each (``--img_h``, as earlier versions of some tools had it) is accepted and not shown."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        old = {o.replace("-", "_").replace("__", "--", 1): o for a in self._actions for o in a.option_strings
+               if o.startswith("--") and "-" in o[2:]}
+        renamed = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                renamed += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            renamed.append(old[name] + eq + value if name in old else arg)
+        return super().parse_known_args(renamed, namespace)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -2,6 +2,9 @@
 
     python tools/eval.py runs/bouncing_sprites/simvp runs/bouncing_sprites/simvp_predgs [--format md|csv|json]
 
+On other data: ``--set KEY=VALUE`` changes each run's config as ``tools/train.py --set`` does, for example
+``--set data.root=/data/other data.num_test=200``.
+
 Stochastic models (backbones with a ``sample`` method, e.g. srvp): ``--samples K`` draws K futures per test
 sequence and reports two rows per run, "best of K" (per sequence and per metric, the sample closest to the
 truth, as SVG and SRVP report) and "mean of K" (the average over samples).
@@ -16,16 +19,32 @@ import io
 import json
 import sys
 
-from ..metrics import AVAILABLE
-from .common import friendly_errors, setup_logging
+from ..metrics import AVAILABLE, METRICS
+from .common import ArgumentParser, friendly_errors, program, setup_logging
 
-COLUMNS = AVAILABLE  # the table keeps this order and shows the metrics that were computed
+COLUMNS = tuple(METRICS)  # the table keeps the registry's order and shows the metrics that were computed
+
+
+def table_columns(results) -> list[str]:
+    """The computed metrics in ``COLUMNS`` order, each followed by its per-variable values (``mse_t2m``, ...)."""
+    present = [key for r in results for key in r.metrics]
+    columns = []
+    for name in COLUMNS:
+        if name in present:
+            columns.append(name)
+        if METRICS[name].per_variable:
+            columns += sorted({key for key in present if key.startswith(f"{name}_") and key not in METRICS},
+                              key=present.index)
+    return columns
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/eval.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog=program("eval"), description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="run folders of tools/train.py, or checkpoint files")
     p.add_argument("--checkpoint", default="best", help="which checkpoint of a run folder: best (default) or last")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override a value of each run's config by its dotted key (validated as in training), "
+                        "e.g. --set data.root=/data/other data.num_test=200")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--metrics", nargs="+", choices=AVAILABLE, help="default: eval.metrics of each run's config")
     p.add_argument("--format", default="md", choices=("md", "csv", "json"))
@@ -38,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
                    help="futures drawn per test sequence for stochastic models: reports best of K and mean of K "
                         "(default: eval.num_samples of each run's config, else 1; deterministic models need 1)")
     p.add_argument("--no-images", action="store_true", help="do not write the PNG grid and curves")
+    p.add_argument("--gif", action="store_true",
+                   help="also write one animated GIF per shown test sequence (observed frames, then truth and "
+                        "prediction side by side) into each run's eval/gifs folder")
+    p.add_argument("--report", metavar="DIR",
+                   help="write DIR/index.html: the table, the per-frame curves, the prediction grids and the GIFs of "
+                        "every run side by side for the same test sequences (DIR holds every file it shows)")
+    p.add_argument("--offline", action="store_true",
+                   help="download nothing (as PDR_OFFLINE=1): LPIPS is n/a when its AlexNet weights are not cached")
     return p
 
 
@@ -62,7 +89,7 @@ def table_rows(results) -> list[tuple[str, dict]]:
 
 
 def format_table(results, fmt: str = "md") -> str:
-    columns = [c for c in COLUMNS if any(c in r.metrics for r in results)]
+    columns = table_columns(results)
     if fmt == "json":
         records = []
         for r in results:
@@ -80,36 +107,70 @@ def format_table(results, fmt: str = "md") -> str:
         for label, values in rows:
             writer.writerow([label, *("" if values.get(c) is None else values[c] for c in columns)])
         return buf.getvalue().rstrip("\n")
-    lines = ["| run | " + " | ".join(c.upper() for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, values in rows:
-        lines.append(f"| {label} | " + " | ".join(_cell(values.get(c)) for c in columns) + " |")
+    header, cells = table_cells(results)
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines + [f"\nNote: {n}" for n in table_notes(results)])
+
+
+def table_cells(results) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the table as the text cells of the md format."""
+    columns = table_columns(results)
+    rows = [[label, *(_cell(values.get(c)) for c in columns)] for label, values in table_rows(results)]
+    return ["run", *(c.upper() for c in columns)], rows
+
+
+def table_notes(results) -> list[str]:
+    """The lines printed as "Note: ..." under the table."""
     notes = sorted({note for r in results for note in r.notes.values()})
     sampled = sorted({r.num_samples for r in results if getattr(r, "num_samples", 1) > 1})
     if sampled:
-        notes.append("best of K: per sequence and per metric, the sample closest to the truth (lowest MSE/MAE/LPIPS, "
-                     "highest PSNR/SSIM; RMSE from the best MSE); mean of K: the average over all samples; "
-                     "sharpness is reported for the mean only")
-    return "\n".join(lines + [f"\nNote: {n}" for n in notes])
+        notes.append("best of K: per sequence and per metric, the sample closest to the truth by the metric's "
+                     "direction (lowest MSE/MAE/LPIPS, highest PSNR/SSIM, ...; RMSE from the best MSE); mean of K: "
+                     "the average over all samples; sharpness and FVD are reported for the mean only")
+    return notes
+
+
+def comparison_curves(results) -> dict:
+    """``{metric: {row label: per-frame values}}`` with every run; a sampled run has a best-of-K and a mean-of-K curve."""
+    metrics = [m for m in COLUMNS if any(m in r.per_frame for r in results)]
+    curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
+    for r in results:
+        for m in metrics:
+            if getattr(r, "num_samples", 1) > 1 and m in r.best_per_frame:
+                curves[m][f"{r.name} (best of {r.num_samples})"] = r.best_per_frame[m]
+                curves[m][f"{r.name} (mean of {r.num_samples})"] = curves[m].pop(r.name)
+    return curves
 
 
 @friendly_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging()
+    if args.offline:
+        from ..metrics import set_offline
+
+        set_offline()
     from ..engine import resolve_device
     from ..evaluation import evaluate_run
     from ..metrics import load_lpips
 
     device = resolve_device(args.device)
     lpips_model = None
-    wants_lpips = args.metrics is None or "lpips" in args.metrics
+    wants_lpips = args.metrics is None or any(METRICS[m].network == "lpips" for m in args.metrics)
     if wants_lpips:
         lpips_model, _ = load_lpips(device)  # one network for every run; the note comes from each run
     results = []
     for run in args.runs:
         res = evaluate_run(run, split=args.split, checkpoint=args.checkpoint, metrics=args.metrics, device=device,
+                           overrides=args.overrides,
                            num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
                            save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples)
+        if args.gif:
+            from ..evaluation import locate_run
+            from ..report import save_run_gifs
+
+            res.images += save_run_gifs(res, locate_run(run, args.checkpoint)[2] / "gifs", prefix=args.split)
         for image in res.images:
             print(f"[pdr] {res.name}: wrote {image}", file=sys.stderr)
         results.append(res)
@@ -123,16 +184,17 @@ def main(argv=None) -> int:
 
             from ..visualize import save_metric_curves
 
-            metrics = [m for m in COLUMNS if any(m in r.per_frame for r in results)]
-            curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
-            for r in results:  # sampled runs: the best-of-K curve beside the mean-of-K one
-                for m in metrics:
-                    if getattr(r, "num_samples", 1) > 1 and m in r.best_per_frame:
-                        curves[m][f"{r.name} (best of {r.num_samples})"] = r.best_per_frame[m]
-                        curves[m][f"{r.name} (mean of {r.num_samples})"] = curves[m].pop(r.name)
             out = Path(args.out)
-            image = save_metric_curves(out.with_name(f"{out.stem}_per_frame.png"), curves, title="per predicted frame")
+            image = save_metric_curves(out.with_name(f"{out.stem}_per_frame.png"), comparison_curves(results),
+                                       title="per predicted frame")
             print(f"[pdr] wrote {image}", file=sys.stderr)
+    if args.report:
+        from ..report import write_report
+
+        header, rows = table_cells(results)
+        page = write_report(args.report, results, header, rows, table_notes(results), comparison_curves(results),
+                            title=f"PDR evaluation ({args.split} split)")
+        print(f"[pdr] wrote {page}", file=sys.stderr)
     return 0
 
 

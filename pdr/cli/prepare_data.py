@@ -6,14 +6,13 @@ from pathlib import Path
 
 from ..config import dataset_kwargs, load_config
 from ..data.inventory import BENCHMARKS, inventory
-from .common import friendly_errors
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "data"
+from ..resources import config_dir
+from .common import ArgumentParser, friendly_errors, program
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="tools/prepare_data.py",
+    parser = ArgumentParser(
+        prog=program("prepare_data"),
         description="Check a benchmark download: which files are present or missing and how many sequences each "
                     "split will have (with the settings of configs/_base_/data/<benchmark>.yaml, or --config).")
     parser.add_argument("benchmark", choices=BENCHMARKS)
@@ -26,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @friendly_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = Path(args.config) if args.config else CONFIG_DIR / f"{args.benchmark}.yaml"
+    config = Path(args.config) if args.config else config_dir() / "_base_" / "data" / f"{args.benchmark}.yaml"
     overrides = list(args.set) + ([f"data.root={args.root}"] if args.root else [])
     cfg = load_config(config, overrides, validate=False)
     data = cfg["data"]

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from ..config import load_config
-from .common import friendly_errors, setup_logging
+from .common import ArgumentParser, friendly_errors, program, setup_logging
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/train.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog=program("train"), description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a config value by its dotted key, e.g. --set model.adapter.num_gaussians=300")
@@ -26,10 +26,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device of the config (auto)")
     p.add_argument("--seed", type=int, help="overrides train.seed")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="overrides train.precision")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="start the backbone from trained weights (overrides model.init_from): a run folder or "
+                        "checkpoint of tools/train.py, or an OpenSTL .pth/.ckpt")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --work-dir from checkpoints/last.pt")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --work-dir and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--offline", action="store_true", help="download nothing (as PDR_OFFLINE=1)")
     return p
 
 
@@ -42,11 +46,17 @@ def default_work_dir(config_path: str) -> Path:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging()
+    if args.offline:
+        from ..metrics import set_offline
+
+        set_offline()
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.precision is not None:
         overrides.append(f"train.precision={args.precision}")
+    if args.init_from is not None:
+        overrides.append(f"model.init_from={json.dumps(args.init_from)}")  # quoted: the path stays a string
     cfg = load_config(args.config, overrides)
     from ..engine import Trainer  # after the config is known good: keeps bad-input errors fast
     from ..engine.distributed import shutdown
@@ -59,7 +69,8 @@ def main(argv=None) -> int:
     finally:
         shutdown()
     if trainer.is_main:
-        print(json.dumps({"work_dir": str(work_dir), **result}, default=float))
+        print(json.dumps({"work_dir": str(work_dir), "trainable_parameters": trainer.trainable_parameters, **result},
+                         default=float))
     return 0
 
 

@@ -29,11 +29,17 @@ class VideoDataset(Dataset):
     (T_out, C, H, W), or ``(inputs, targets, extras)`` with a dict of per-sequence labels (for example
     ``{"collision": (T_out,)}``) that the training loop hands to backbones naming them in
     ``extra_inputs``. ``mean``/``std`` (None, a float, or one value per channel) undo the
-    normalisation for metrics: ``raw = normalised * std + mean``.
+    normalisation for metrics: ``raw = normalised * std + mean``. ``spatial_norm`` and ``channel_names``
+    are the dataset's metric conventions (``pdr.metrics.MetricAccumulator``): MSE/MAE/RMSE per pixel
+    instead of summed over pixels, and per-variable metrics for multi-variable data.
+    ``validation_is_test``: the val split is the test data (OpenSTL's KTH and Human3.6M protocol).
     """
 
     mean: float | Sequence[float] | None = None
     std: float | Sequence[float] | None = None
+    spatial_norm: bool = False
+    channel_names: list[str] | None = None
+    validation_is_test: bool = False
 
     def __init__(self, split: str, in_frames: int, out_frames: int):
         if split not in SPLITS:

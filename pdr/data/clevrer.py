@@ -24,6 +24,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ HOW_TO_GET = ("download the CLEVRER videos (video_train.zip, video_validation.zi
 VIDEO_NAME = re.compile(r"^video_(\d+)\.mp4$")
 ANNOTATION_NAME = re.compile(r"^annotation_(\d+)\.json$")
 CLIP_STARTS = ("random", "fixed")
+FLOW_METHODS = ("raft_large", "farneback")  # what tools/precompute_flow.py records in a flow cache
 
 
 def _index_files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
@@ -106,6 +108,8 @@ class CLEVRER(VideoDataset):
             (T-1, 1, H, W) over the clip's frames to the extras, read from ``video_XXXXX_flow.npz`` next to each
             video (written by tools/precompute_flow.py; resized to ``img_size`` with the vectors scaled). Needs
             ``frame_step: 1``: the stored flows are between consecutive frames.
+        flow_method: the method the precomputed flows must have been made with, "raft_large" or "farneback"
+            (tools/precompute_flow.py records it in each file); flows of another method are an error.
         cache_dir: folder for decoded, resized frames (``video_XXXXX_<H>x<W>.npy``), or null.
         max_videos: use only the first this many videos of the split (quick runs), or null.
     """
@@ -130,6 +134,7 @@ class CLEVRER(VideoDataset):
         require_annotations: bool = True,
         return_collision: bool = False,
         return_flows: bool = False,
+        flow_method: Literal["raft_large", "farneback"] = "raft_large",
         cache_dir: str | None = None,
         max_videos: int | None = None,
     ):
@@ -152,6 +157,9 @@ class CLEVRER(VideoDataset):
         if self.return_flows and frame_step != 1:
             raise DataError(f"data.return_flows needs data.frame_step: 1 (the stored flows join consecutive frames), "
                             f"got {frame_step}")
+        if flow_method not in FLOW_METHODS:
+            raise DataError(f"data.flow_method must be one of {list(FLOW_METHODS)}, got {flow_method!r}")
+        self.flow_method = flow_method
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.videos, self.annotations = self._select(ranges[split], bool(require_annotations), max_videos)
 
@@ -296,6 +304,12 @@ class CLEVRER(VideoDataset):
         """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
         path = cache_path(self.videos[index])
         stored = load_flows(self.videos[index])
+        method = str(stored.get("method", "unknown"))
+        if method != self.flow_method:
+            option = "raft" if self.flow_method == "raft_large" else self.flow_method
+            raise DataError(f"{path}: flows made with {method}, but data.flow_method asks for {self.flow_method}; "
+                            f"recompute them with tools/precompute_flow.py --method {option} --overwrite, or set "
+                            f"data.flow_method: {method}")
         backward, visible = stored["backward"], stored["visible"]
         if picked[-1] > len(backward):
             raise DataError(f"{path}: {len(backward)} flow pairs, the clip needs frames up to {picked[-1]}; "

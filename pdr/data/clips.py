@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..optional import require
 from .base import VideoDataset
 from .video_io import list_frames, read_frame, read_video, resize_frames
 
@@ -56,8 +57,7 @@ def probe(path: Path) -> Source:
             raise DataError(f"{path}: a frame folder without image files")
         first = read_frame(frames[0])
         return Source(path, len(frames), tuple(first.shape[:2]))
-    import av
-
+    av = require("av", "video", "decoding video files (PyAV)")
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

@@ -61,6 +61,7 @@ class Human36M(ClipDataset):
     ):
         super().__init__(split, in_frames, out_frames)
         self.open_root(root, "Human3.6M", HOW_TO_GET)
+        self.validation_is_test = val_subjects is None  # checkpoint selection on test data: said in eval notes
         subjects = split_ids(split, list(train_subjects), val_subjects, list(test_subjects),
                              ("train_subjects", "val_subjects", "test_subjects"), "subject")
         folders = [p for p in find_sources(self.root) if p.is_dir() and subject_of(p.relative_to(self.root)) in subjects]

@@ -64,6 +64,7 @@ class KTH(ClipDataset):
         unknown = [a for a in actions if a not in ACTIONS]
         if unknown:
             raise DataError(f"data.actions: unknown {unknown}; KTH has {', '.join(ACTIONS)}")
+        self.validation_is_test = val_persons is None  # checkpoint selection on test data: said in eval notes
         persons = split_ids(split, list(train_persons), val_persons, list(test_persons),
                             ("train_persons", "val_persons", "test_persons"), "person")
         paths = [p for p in find_sources(self.root) if (info := parse_name(p)) and info[0] in persons and info[1] in actions]

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..optional import require
 from ..registry import DATASETS
 from .base import VideoDataset
 
@@ -58,8 +59,7 @@ def _slot_time(code: bytes | str) -> dt.datetime:
 
 def read_bj_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(data float32 (N, 2, 32, 32), slot index (N,) int64 in half hours since 2000-01-01) of one BJ file."""
-    import h5py
-
+    h5py = require("h5py", "taxibj", "reading TaxiBJ's h5 files")
     try:
         with h5py.File(path, "r") as f:
             if "data" not in f or "date" not in f:

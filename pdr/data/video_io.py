@@ -9,16 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..optional import require
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _import_av():
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is a dependency
-        raise DataError("decoding video files needs PyAV: pip install av") from exc
-    return av
+    return require("av", "video", "decoding video files (PyAV)")
 
 
 def read_video(path: str | Path, grey: bool = False) -> np.ndarray:

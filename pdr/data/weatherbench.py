@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..optional import require
 from ..registry import DATASETS
 from .base import VideoDataset
 
@@ -75,8 +76,8 @@ class _Variable:
         return self._open[i]
 
     def _load(self, path: Path):
-        import xarray as xr
-
+        xr = require("xarray", "weatherbench", "reading WeatherBench's NetCDF files")
+        require("netCDF4", "weatherbench", "reading WeatherBench's NetCDF files")
         try:
             ds = xr.open_dataset(path, engine="netcdf4", cache=False)
         except Exception as exc:
@@ -111,6 +112,9 @@ class _Variable:
 @DATASETS.register("weatherbench")
 class WeatherBench(VideoDataset):
     """WeatherBench 5.625 deg, one channel per variable, 32x64 (OpenSTL: t2m, 12 -> 12, hourly).
+
+    Metrics follow OpenSTL's WeatherBench conventions: MSE, MAE and RMSE per pixel (``spatial_norm``),
+    and per variable (``mse_<name>``, ...) when there are several.
 
     Args:
         split, in_frames, out_frames: as every dataset.
@@ -154,12 +158,20 @@ class WeatherBench(VideoDataset):
         if shared:
             raise DataError(f"data.train_years / val_years / test_years overlap in {sorted(shared)}")
         self.step, self.stride, self.level = step, stride, level
+        self.channel_names = self.variable_names(variable)
         self.variables = [_Variable(self.root, v, level, years[split]) for v in names]
         train_vars = [_Variable(self.root, v, level, years["train"]) for v in names]
         stats = [self._train_stats(v) for v in train_vars]
         self.mean = [m for m, _ in stats]
         self.std = [s for _, s in stats]
         self._build_index()
+
+    spatial_norm = True
+
+    @staticmethod
+    def variable_names(variable) -> list[str] | None:
+        """The per-variable metric names of ``variable``: None for one variable (OpenSTL reports those whole)."""
+        return None if isinstance(variable, str) or len(variable) < 2 else [str(v) for v in variable]
 
     @classmethod
     def frame_shape(cls, variable="t2m", **_) -> tuple[int, int, int]:

@@ -19,28 +19,39 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
 
 
 def schedule_factor(cfg: Config, total_steps: int):
-    """LR multiplier per step: linear warm-up then cosine decay, constant, or a one-cycle shape
-    (cosine up from lr/25 over ``pct_start`` of the steps, then cosine down to lr/25e4, as torch's OneCycleLR)."""
+    """LR multiplier per step of the ``cosine`` and ``constant`` schedules: linear warm-up, then cosine decay
+    to ``min_lr_ratio`` or a constant."""
     s = cfg["schedule"]
     warmup, floor = s["warmup_steps"], s["min_lr_ratio"]
 
-    def cosine(start: float, end: float, progress: float) -> float:
-        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-
     def factor(step: int) -> float:
-        if s["name"] == "onecycle":
-            peak = max(1.0, s["pct_start"] * total_steps)
-            if step < peak:
-                return cosine(1 / 25, 1.0, step / peak)
-            return cosine(1.0, 1 / 25e4, (step - peak) / max(1.0, total_steps - peak))
         if step < warmup:
             return (step + 1) / warmup
         if s["name"] == "constant":
             return 1.0
-        return cosine(1.0, floor, (step - warmup) / max(1, total_steps - warmup))
+        progress = min(1.0, max(0.0, (step - warmup) / max(1, total_steps - warmup)))
+        return floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: int):
+    """Stepped once per optimizer step. ``onecycle`` is torch's OneCycleLR as OpenSTL configures it: from
+    lr/25 up to ``optim.lr`` over ``pct_start`` of the steps, then down to lr/25e4 (cosine), with the
+    momentum (AdamW's beta1) cycled from 0.95 down to 0.85 and back."""
+    if cfg["schedule"]["name"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg["optim"]["lr"], total_steps=max(1, total_steps), pct_start=cfg["schedule"]["pct_start"],
+            anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
+            final_div_factor=1e4,
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(cfg, total_steps))
+
+
+def load_scheduler_state(scheduler, state: dict) -> None:
+    """Continue a schedule from a checkpoint. The step count comes from the checkpoint; the schedule's
+    length from the current budget, so that a resumed run whose ``train.max_steps``/``train.epochs`` grew
+    runs its new budget (OneCycleLR would otherwise stop with an error at the old one)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        state = {k: v for k, v in state.items() if k not in ("total_steps", "_schedule_phases")}
+    scheduler.load_state_dict(state)

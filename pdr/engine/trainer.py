@@ -1,7 +1,8 @@
 """The training loop.
 
 AdamW and a one-cycle/cosine schedule, validation each epoch, best/last checkpoints,
-a progress bar, a plain-text log, a metrics CSV and TensorBoard. Runs unchanged under
+a progress bar, a plain-text log, a metrics CSV, TensorBoard and/or Weights & Biases
+(``train.loggers``), early stopping (``train.early_stop``). Runs unchanged under
 torchrun (DistributedDataParallel: NCCL on GPUs, gloo on CPUs), with mixed precision,
 gradient clipping and accumulation, an optional EMA of the weights and torch.compile.
 
@@ -12,6 +13,7 @@ Run folder layout::
     <work_dir>/metrics.csv          one row per validation
     <work_dir>/curves.png           training loss and validation metrics per epoch
     <work_dir>/tb/                  TensorBoard events (scalars, learning rate, example predictions)
+    <work_dir>/wandb/               the Weights & Biases run, with ``train.loggers: [..., wandb]``
     <work_dir>/checkpoints/last.pt  written atomically after every epoch, every ``train.save_every``
                                     steps and on SIGTERM/SIGINT
     <work_dir>/checkpoints/best.pt  the best validation by ``train.monitor``
@@ -42,17 +44,19 @@ from ..config import Config
 from ..data import build_dataset, split_batch
 from ..errors import CheckpointError, PDRError
 from ..losses import build_loss
-from ..metrics import MetricAccumulator
+from ..metrics import VALIDATION_METRICS as VAL_METRICS
+from ..metrics import MetricAccumulator, higher_is_better
 from ..model import build_model
+from ..pretrained import load_backbone_weights
 from ..visualize import save_training_curves
 from . import distributed as dist
 from .checkpoint import config_differences, load_checkpoint, save_checkpoint
-from .optim import build_optimizer, build_scheduler
+from .loggers import Loggers, build_loggers
+from .optim import build_optimizer, build_scheduler, load_scheduler_state
+from .stopping import EarlyStopping
 from .sampler import EpochBatchSampler
 
 log = logging.getLogger("pdr")
-HIGHER_IS_BETTER = {"psnr", "ssim"}
-VAL_METRICS = ("mse", "mae", "psnr", "ssim")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -71,6 +75,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def check_resume(work_dir: Path, cfg: Config) -> dict:
+    """The state of ``<work_dir>/checkpoints/last.pt`` when ``--resume`` may continue it with ``cfg``.
+
+    Called before anything is built or written: a refused resume leaves the run folder as it was.
+    """
+    if not work_dir.is_dir():
+        raise CheckpointError(f"--resume: the run folder {work_dir} does not exist; start the run without --resume")
+    path = work_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint to resume from at {path}")
+    state = load_checkpoint(path, map_location="cpu")
+    diff = config_differences(state.get("config", {}), dict(cfg))
+    if diff:
+        raise CheckpointError(
+            f"--resume: {path} was written with a different config; differing keys:\n  " + "\n  ".join(diff)
+        )
+    return state
 
 
 def prepare_run_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -94,13 +117,12 @@ def _attach_log_file(work_dir: Path) -> logging.Handler:
     return handler
 
 
-def _tensorboard_writer(work_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+def _plain_stat(value):
+    """A dataset's mean/std as a float, a list of floats or None (checkpoints hold plain values)."""
+    if value is None:
         return None
-    return SummaryWriter(str(work_dir / "tb"))
+    arr = np.asarray(value, dtype=np.float64)
+    return float(arr) if arr.ndim == 0 else [float(v) for v in arr.ravel()]
 
 
 class NonFiniteLossError(PDRError):
@@ -115,11 +137,12 @@ class Trainer:
         self.cfg = cfg
         t, d = cfg["train"], cfg["data"]
         self.work_dir = Path(work_dir)
+        resume_state = check_resume(self.work_dir, cfg) if resume else None
         self.dist, self.device = dist.init_distributed(resolve_device(device or t["device"]))
         self.is_main = self.dist.is_main
         self.show_progress = show_progress and self.is_main
         self._log_handler = None
-        self.tb = None
+        self.loggers = Loggers()
         if self.is_main:
             prepare_run_dir(self.work_dir, resume, overwrite)
             self._log_handler = _attach_log_file(self.work_dir)
@@ -133,6 +156,15 @@ class Trainer:
             raise PDRError("the train split is empty (data.num_train or the data root)")
 
         self.model = build_model(cfg).to(self.device)
+        self.resolved = self.model.resolved_choices()
+        if self.resolved:
+            self._record_resolved()
+        self.model.data_mean, self.model.data_std = _plain_stat(self.train_set.mean), _plain_stat(self.train_set.std)
+        m = cfg["model"]
+        if m["init_from"] and resume_state is None:  # a resumed run has its weights in last.pt
+            load_backbone_weights(self.model, m["init_from"], strict=m["init_strict"])
+        if m["freeze_backbone"]:
+            self.model.freeze_backbone()
         self.loss_fn = build_loss(cfg["loss"])
         self.net = self._wrap_model(t)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -169,13 +201,23 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps)
         self.monitor = t["monitor"]
-        self.higher_is_better = self.monitor.split("/")[-1] in HIGHER_IS_BETTER
+        self.higher_is_better = higher_is_better(self.monitor.split("/")[-1])  # checked when the config loaded
+        stop = t["early_stop"]
+        self.early_stop = None
+        if stop["patience"] is not None:
+            watched = stop["monitor"] or self.monitor
+            self.early_stop = EarlyStopping(watched, stop["patience"], stop["min_delta"],
+                                            higher_is_better(watched.split("/")[-1]))
         self.best = None
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.nonfinite_in_a_row = 0
         self.history: list[dict] = []
         self._stop_signal = None
         counts = self.model.parameter_summary()
+        self.trainable_parameters = counts["trainable"]
+        if self.model.backbone_frozen:
+            self._info("backbone frozen: %s trainable parameters (the adapter's), %s frozen",
+                       f"{counts['trainable']:,}", f"{counts['backbone']:,}")
         self._info(
             "run %s: %s on %s (%d process%s), %d train / %d val sequences, %d steps (%d epochs of %d), "
             "precision %s, parameters: backbone %s, adapter %s",
@@ -183,10 +225,19 @@ class Trainer:
             len(self.train_set), len(self.val_set), self.total_steps, self.epochs, self.steps_per_epoch,
             self.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
-        if resume:
-            self._load(self.work_dir / "checkpoints" / "last.pt")
-        if self.is_main and t["tensorboard"]:
-            self.tb = _tensorboard_writer(self.work_dir)
+        if resume_state is not None:
+            self._load(resume_state, self.work_dir / "checkpoints" / "last.pt")
+        if self.is_main:
+            self.loggers = build_loggers(cfg, self.work_dir, resume=resume_state is not None)
+
+    def _record_resolved(self) -> None:
+        """Say which network or method the model picked where its config leaves a choice, and keep it as
+        comments at the top of config.yaml (the checkpoints keep it under ``resolved``)."""
+        lines = [f"{key}: {value}" for key, value in self.resolved.items()]
+        self._info("resolved at the start of the run: %s", "; ".join(lines))
+        if self.is_main:
+            header = "# resolved at the start of the run:\n" + "".join(f"#   {line}\n" for line in lines)
+            (self.work_dir / "config.yaml").write_text(header + self.cfg.to_yaml())
 
     def _info(self, *args) -> None:
         if self.is_main:
@@ -225,7 +276,10 @@ class Trainer:
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
             },
+            "data_stats": {"mean": self.model.data_mean, "std": self.model.data_std},
+            "early_stop": self.early_stop.state_dict() if self.early_stop is not None else None,
             "pdr_version": __version__,
+            "resolved": self.resolved,
         }
 
     def save(self, name: str) -> Path | None:
@@ -239,20 +293,15 @@ class Trainer:
         dist.barrier()
         return path
 
-    def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise CheckpointError(f"--resume: no checkpoint to resume from at {path}")
-        state = load_checkpoint(path, map_location=self.device)
-        diff = config_differences(state.get("config", {}), dict(self.cfg))
-        if diff:
-            raise CheckpointError(
-                f"--resume: {path} was written with a different config; differing keys:\n  " + "\n  ".join(diff)
-            )
+    def _load(self, state: dict, path: Path) -> None:
+        """Continue from ``state``, the checkpoint at ``path`` that ``check_resume`` accepted."""
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_scheduler_state(self.scheduler, state["scheduler"])
+        if self.early_stop is not None and state.get("early_stop") is not None:
+            self.early_stop.load_state_dict(state["early_stop"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
@@ -291,12 +340,11 @@ class Trainer:
             if self._log_handler is not None:
                 log.removeHandler(self._log_handler)
                 self._log_handler.close()
-            if self.tb is not None:
-                self.tb.close()
+            self.loggers.close()
 
     def _fit(self) -> dict:
         last_val: dict = self.history[-1] if self.history else {}
-        while self.global_step < self.total_steps:
+        while self.global_step < self.total_steps and not self._stopped_early():
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.accumulate)
             if callable(getattr(self.train_set, "set_epoch", None)):  # datasets that draw new clips per epoch
                 self.train_set.set_epoch(self.epoch)  # workers are forked per epoch, so they see it
@@ -370,21 +418,19 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.model, step=self.global_step)
                 losses.append(terms["loss"].item())
+            self._step_lr = lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used (logged)
             with warnings.catch_warnings():  # a skipped update still advances the schedule: keep it on step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
                 self.scheduler.step()
             self.global_step += 1
             self.batch_in_epoch += 1
             bar.update(1)
-            lr = self.scheduler.get_last_lr()[0]
             bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.2e}")
             if self.global_step % t["log_every"] == 0:
                 self._info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1,
                            " ".join(f"{k}={v.item():.5f}" for k, v in terms.items()), lr)
-                if self.tb is not None:
-                    for k, v in terms.items():
-                        self.tb.add_scalar(f"train/{k}", v.item(), self.global_step)
-                    self.tb.add_scalar("train/lr", lr, self.global_step)
+                self.loggers.log_scalars({**{f"train/{k}": v.item() for k, v in terms.items()}, "train/lr": lr},
+                                         self.global_step)
             if t["save_every"] and self.global_step % t["save_every"] == 0:
                 self.save("last")
         bar.close()
@@ -412,19 +458,25 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_split(self, loader: DataLoader, max_batches: int | None = None) -> dict:
-        """Loss and metrics of the EMA (or plain) model on ``loader``, summed over every process."""
+        """Loss and metrics of the EMA (or plain) model on ``loader``, summed over every process.
+
+        Backbones with ``validates_reconstruction`` (latent_flow's VAE phase) are scored on
+        ``backbone.reconstruct(targets)`` instead of a prediction, so the best checkpoint is the best auto-encoder.
+        """
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         dataset = loader.dataset.dataset if isinstance(loader.dataset, Subset) else loader.dataset
-        acc = MetricAccumulator(VAL_METRICS, mean=dataset.mean, std=dataset.std)
+        acc = MetricAccumulator(VAL_METRICS, mean=dataset.mean, std=dataset.std, spatial_norm=dataset.spatial_norm,
+                                channel_names=dataset.channel_names)
+        reconstructs = getattr(model.backbone, "validates_reconstruction", False)
         total = torch.zeros(2, dtype=torch.float64)
         example = None
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             x, y, _ = split_batch(batch, self.device)
-            with self._autocast():
-                pred = model(x).float()
+            with self._autocast():  # a model still learning to encode frames is judged on its reconstructions
+                pred = (model.backbone.reconstruct(y) if reconstructs else model(x)).float()
             total += torch.tensor([self.loss_fn(pred, y)["loss"].item() * x.shape[0], x.shape[0]], dtype=torch.float64)
             acc.update(pred, y)
             if example is None:
@@ -437,7 +489,8 @@ class Trainer:
     def _validate(self, train_loss: float) -> dict:
         res = self.evaluate_split(self.val_loader, self.cfg["train"]["max_val_batches"])
         row = {"epoch": self.epoch, "step": self.global_step, "train/loss": train_loss,
-               "lr": self.scheduler.get_last_lr()[0], **{f"val/{k}": v for k, v in res.items()}}
+               "lr": getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"]),
+               **{f"val/{k}": v for k, v in res.items()}}
         if self.monitor not in row:
             raise PDRError(f"train.monitor: {self.monitor!r} is not among the logged values {sorted(row)}")
         value = row[self.monitor]
@@ -445,28 +498,34 @@ class Trainer:
         self.history.append(row)
         if self.is_main:
             self._write_csv(row)
-            self._log_tensorboard(row)
+            self._log_validation(row)
         self._info("validation epoch %d: %s", self.epoch,
                    " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
         if improved:
             self.best = value
             self.save("best")
             self._info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
+        if self.early_stop is not None:
+            self.early_stop.update(row)
         return row
 
-    def _log_tensorboard(self, row: dict) -> None:
-        if self.tb is None:
-            return
-        for k, v in row.items():
-            if k.startswith("val/"):
-                self.tb.add_scalar(k, v, self.global_step)
+    def _stopped_early(self) -> bool:
+        if self.early_stop is None or not self.early_stop.should_stop:
+            return False
+        stop = self.early_stop
+        self._info("early stop at step %d of %d: %s has not improved by more than %g in %d validations (best %.5g)",
+                   self.global_step, self.total_steps, stop.monitor, stop.min_delta, stop.bad_validations, stop.best)
+        return True
+
+    def _log_validation(self, row: dict) -> None:
+        self.loggers.log_scalars({k: v for k, v in row.items() if k.startswith("val/")}, self.global_step)
         if getattr(self, "_last_example", None) is not None:
             truth, pred = self._last_example  # (T, C, H, W)
             frames = torch.cat([truth, pred.clamp(0, 1)], dim=0)
             if frames.shape[1] not in (1, 3):
                 frames = frames[:, :1]
-            self.tb.add_images("val/truth_then_prediction", frames.clamp(0, 1), self.global_step)
-        self.tb.flush()
+            self.loggers.log_images("val/truth_then_prediction", frames.clamp(0, 1), self.global_step)
+        self.loggers.flush()
 
     def _write_csv(self, row: dict) -> None:
         path = self.work_dir / "metrics.csv"

@@ -1,0 +1,37 @@
+"""Early stopping (``train.early_stop``): end a run whose validation value stopped improving."""
+from __future__ import annotations
+
+
+class EarlyStopping:
+    """Counts validations in which ``monitor`` did not improve on its best by more than ``min_delta``;
+    ``update`` says stop once ``patience`` of them came in a row."""
+
+    def __init__(self, monitor: str, patience: int, min_delta: float, higher_is_better: bool):
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.higher_is_better = bool(higher_is_better)
+        self.best: float | None = None
+        self.bad_validations = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best + self.min_delta if self.higher_is_better else value < self.best - self.min_delta
+
+    def update(self, row: dict) -> bool:
+        """Take one validation row (``{"val/mse": ..., ...}``); True when training should stop."""
+        value = float(row[self.monitor])
+        if self.improved(value):
+            self.best, self.bad_validations = value, 0
+        else:
+            self.bad_validations += 1
+        return self.should_stop
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_validations >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_validations": self.bad_validations}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_validations = state["best"], state["bad_validations"]

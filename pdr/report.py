@@ -1,0 +1,112 @@
+"""Look instead of read: animated GIFs of shown test sequences and one HTML page comparing runs.
+
+``save_run_gifs`` writes one GIF per sequence a run shows (``RunResult.shown``); ``write_report`` writes
+``index.html`` into a folder together with every file the page shows (table, per-frame curves, each run's
+prediction grid, GIFs side by side), referenced by relative paths, so the folder can be moved or served as is.
+"""
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .visualize import save_metric_curves, save_sequence_gif
+
+
+def save_run_gifs(run, folder: str | Path, prefix: str = "sequence", fps: float = 4.0) -> list[Path]:
+    """``folder/<prefix>_<i>.gif`` for each sequence i (from 1) in ``run.shown``; [] when it shows none."""
+    if run.shown is None:
+        return []
+    inputs, truth, pred = run.shown
+    return [save_sequence_gif(Path(folder) / f"{prefix}_{i + 1}.gif", inputs[i], truth[i], pred[i], fps=fps)
+            for i in range(len(inputs))]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
+
+
+def same_sequences(results) -> bool:
+    """Whether every run shows the same observed and true frames (so its GIFs can stand side by side)."""
+    shown = [r.shown for r in results if r.shown is not None]
+    return all(s[0].shape == shown[0][0].shape and s[1].shape == shown[0][1].shape
+               and np.allclose(s[0], shown[0][0]) and np.allclose(s[1], shown[0][1]) for s in shown[1:])
+
+
+def _table_html(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.gifs td { text-align: center; vertical-align: top; }
+img { max-width: 100%; }
+.note { color: #555; font-size: 90%; }
+"""
+
+
+def write_report(folder: str | Path, results, header: list[str], rows: list[list[str]], notes=(),
+                 curves: dict | None = None, title: str = "PDR evaluation", fps: float = 4.0) -> Path:
+    """Write ``folder/index.html`` and the files it shows; returns the page's path.
+
+    ``results``: the RunResults of the runs, in table order; ``header`` and ``rows``: the metrics table as
+    text cells; ``notes``: lines shown under the table; ``curves``: ``{metric: {label: per-frame values}}``
+    (default: each run's ``per_frame``). The page has the table, one figure of per-frame metrics with every run, a grid of GIFs with one row per shown test sequence and one column per run,
+    and each run's prediction grid (when evaluation wrote one).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    notes = list(notes)
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", _table_html(header, rows)]
+    parts += [f'<p class="note">Note: {html.escape(n)}</p>' for n in notes]
+
+    slugs = [f"{i + 1}_{_slug(r.name)}" for i, r in enumerate(results)]
+    if curves is None:
+        metrics = dict.fromkeys(m for r in results for m in r.per_frame)
+        curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
+    if curves:
+        save_metric_curves(folder / "per_frame.png", curves, title="per predicted frame")
+        parts += ["<h2>Per predicted frame</h2>", '<img src="per_frame.png" alt="metrics per predicted frame">']
+
+    grids = []
+    for slug, r in zip(slugs, results):
+        grid = next((Path(p) for p in r.images if Path(p).name.startswith("predictions_")), None)
+        if grid is not None and grid.is_file():
+            target = folder / slug / grid.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(grid, target)
+            grids.append(f'<h3>{html.escape(r.name)}</h3><img src="{slug}/{grid.name}" alt="{html.escape(r.name)}">')
+
+    gifs = {slug: save_run_gifs(r, folder / slug, fps=fps) for slug, r in zip(slugs, results)}
+    count = max((len(v) for v in gifs.values()), default=0)
+    if count:
+        parts.append("<h2>Test sequences</h2>")
+        if not same_sequences(results):
+            parts.append('<p class="note">The runs show different test sequences (their data settings differ): '
+                         'a row compares the same position in each run\'s test split, not the same sequence.</p>')
+        head = "<th>sequence</th>" + "".join(f"<th>{html.escape(r.name)}</th>" for r in results)
+        body = ""
+        for i in range(count):
+            cells = "".join(
+                f'<td><img src="{slug}/{gifs[slug][i].name}" alt="{html.escape(r.name)}, sequence {i + 1}"></td>'
+                if i < len(gifs[slug]) else "<td>-</td>" for slug, r in zip(slugs, results))
+            body += f"<tr><td>{i + 1}</td>{cells}</tr>"
+        parts.append(f'<table class="gifs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+        parts.append('<p class="note">Each GIF shows the observed frames, then the truth (left) and the prediction '
+                     '(right) with the frame index in the whole sequence.</p>')
+
+    if grids:
+        parts += ["<h2>Prediction grids</h2>", *grids]
+
+    page = folder / "index.html"
+    page.write_text("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html.escape(title)
+                    + f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return page

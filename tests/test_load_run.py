@@ -1,0 +1,96 @@
+"""pdr.load_run and PDRModel.predict: a finished run from Python; tools/eval.py --set on other data."""
+import numpy as np
+import pytest
+import torch
+
+import pdr
+from pdr.config import load_config
+from pdr.engine import Trainer
+from pdr.engine.checkpoint import load_checkpoint
+from pdr.errors import ConfigError
+from pdr.evaluation import evaluate_run
+
+TINY = ["model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2", "data.num_train=8",
+        "data.num_val=4", "data.num_test=4", "data.batch_size=4", "train.max_steps=2",
+        "model.adapter.num_gaussians=16", "model.adapter.hidden=8"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import REPO
+
+    work = tmp_path_factory.mktemp("load_run") / "simvp_predgs"
+    Trainer(load_config(REPO / "configs/advected_fields/simvp_predgs.yaml", TINY), work, show_progress=False).fit()
+    return work
+
+
+def test_load_run_gives_the_trained_model_in_eval_mode(run):
+    model = pdr.load_run(run)
+    assert isinstance(model, pdr.PDRModel) and not model.training
+    assert model.config["model"]["backbone"]["name"] == "simvp" and model.config["data"]["num_train"] == 8
+    state = load_checkpoint(run / "checkpoints" / "best.pt")["model"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0, msg=name)
+    last = pdr.load_run(run, checkpoint="last")
+    assert last.checkpoint_path.name == "last.pt"
+    file = pdr.load_run(run / "checkpoints" / "best.pt")  # a checkpoint file alone (its stored config)
+    assert file.config["model"]["adapter"]["name"] == "predgs"
+
+
+def test_checkpoints_store_the_normalisation_that_predict_applies(run):
+    stored = load_checkpoint(run / "checkpoints" / "best.pt")["data_stats"]
+    assert stored == {"mean": None, "std": None}  # advected_fields is used as it is
+    model = pdr.load_run(run)
+    x = torch.rand(3, 4, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(x), model(x), rtol=0, atol=0)
+    # a normalised data set: raw = normalised * std + mean, per channel
+    model.data_mean, model.data_std = [0.5, -1.0], [2.0, 4.0]
+    mean = torch.tensor([0.5, -1.0]).view(1, 1, 2, 1, 1)
+    std = torch.tensor([2.0, 4.0]).view(1, 1, 2, 1, 1)
+    raw = x * 10 - 3
+    with torch.no_grad():
+        expected = model((raw - mean) / std) * std + mean
+    torch.testing.assert_close(model.predict(raw), expected)
+    torch.testing.assert_close(model.predict((raw - mean) / std, normalised=True), (expected - mean) / std)
+
+
+def test_predict_takes_one_sequence_as_an_array_and_keeps_the_mode(run):
+    model = pdr.load_run(run)
+    sequence = np.random.default_rng(0).random((4, 2, 32, 32), dtype=np.float32)
+    model.train()
+    out = model.predict(sequence)
+    assert out.shape == (4, 2, 32, 32) and model.training and not out.requires_grad
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(torch.from_numpy(sequence)[None])[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"model input must have shape \(B, 4, 2, 32, 32\)"):
+        model.predict(np.zeros((4, 3, 32, 32), dtype=np.float32))
+
+
+def test_load_run_applies_overrides_with_the_config_checks(run):
+    model = pdr.load_run(run, overrides=["data.num_test=2"])
+    assert model.config["data"]["num_test"] == 2 and model.config.origin("data.num_test") == "--set"
+    with pytest.raises(ConfigError, match="data.num_tset"):
+        pdr.load_run(run, overrides=["data.num_tset=2"])
+
+
+def test_eval_on_other_data_with_set(run):
+    res = evaluate_run(run, overrides=["data.num_test=2"], metrics=["mse"], num_vis=4, save_images=False)
+    assert res.shown[0].shape[0] == 2  # only two test sequences exist now
+    res = evaluate_run(run, metrics=["mse"], num_vis=4, save_images=False)
+    assert res.shown[0].shape[0] == 4
+
+
+def test_eval_cli_set(run, capsys):
+    from pdr.cli.eval import main
+
+    assert main([str(run), "--set", "data.num_test=2", "--metrics", "mse", "--no-images", "--format", "json"]) == 0
+    assert '"run": "simvp_predgs"' in capsys.readouterr().out
+    assert main([str(run), "--set", "data.num_test=two", "--no-images"]) == 2
+    assert "data.num_test" in capsys.readouterr().err
+    assert main([str(run), "--set", "train.precison=bf16", "--no-images"]) == 2
+    err = capsys.readouterr().err
+    assert "train.precison: unknown key" in err and "precision" in err
+    assert main([str(run), "--set", "novalue", "--no-images"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
