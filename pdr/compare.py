@@ -190,12 +190,12 @@ def arm_configs(config: str | Path, arms: Sequence[Arm], overrides: Sequence[str
 
     The order of overrides: the base file, ``overrides`` (every arm), the arm's own, ``train.monitor``.
     A bad key or value raises ConfigError naming the arm."""
-    from .engine.trainer import VAL_METRICS
+    from .metrics import monitor_names
 
     _check_arms(arms)
     base = load_config(config, overrides)
     monitor = monitor or base["train"]["monitor"]
-    allowed = ["val/loss", *(f"val/{m}" for m in VAL_METRICS)]
+    allowed = [name for name in monitor_names() if name.startswith("val/")]  # a validation value, as before
     if monitor not in allowed:
         raise ConfigError(f"--monitor {monitor!r}: expected one of {allowed}")
     configs = {}

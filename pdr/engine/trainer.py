@@ -44,7 +44,7 @@ from ..config import Config
 from ..data import build_dataset, split_batch
 from ..errors import CheckpointError, PDRError
 from ..losses import build_loss
-from ..metrics import VALIDATION_METRICS as VAL_METRICS
+from ..metrics import VALIDATION_METRICS
 from ..metrics import MetricAccumulator, higher_is_better
 from ..model import build_model
 from ..pretrained import load_backbone_weights
@@ -466,7 +466,7 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         model.eval()
         dataset = loader.dataset.dataset if isinstance(loader.dataset, Subset) else loader.dataset
-        acc = MetricAccumulator(VAL_METRICS, mean=dataset.mean, std=dataset.std, spatial_norm=dataset.spatial_norm,
+        acc = MetricAccumulator(VALIDATION_METRICS, mean=dataset.mean, std=dataset.std, spatial_norm=dataset.spatial_norm,
                                 channel_names=dataset.channel_names)
         reconstructs = getattr(model.backbone, "validates_reconstruction", False)
         total = torch.zeros(2, dtype=torch.float64)
