@@ -17,15 +17,16 @@ everything = os.environ.get("PDR_BUILD_EXTENSIONS") == "1"
 if everything or os.environ.get("PDR_BUILD_CPU") == "1" or os.environ.get("PDR_BUILD_CUDA") == "1":
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    from pdr.render import _cpu, _cuda
+    from pdr.render import _cpu, _cuda, _extension
 
     if everything or os.environ.get("PDR_BUILD_CPU") == "1":
-        flags = _cpu.compile_flags()
         ext_modules.append(CppExtension(
             name="pdr._C_cpu",
             sources=[f"csrc/{name}" for name in _cpu.SOURCES],
-            extra_compile_args=flags,
-            extra_link_args=[f for f in flags if f == "-fopenmp"],
+            # a Python module whose import registers the operators, and which records what it was built from
+            define_macros=[("PREDGSPLAT_PYTHON_MODULE", None),
+                           ("PREDGSPLAT_SOURCES_DIGEST", f'"{_extension.sources_digest(_cpu.SOURCES)}"')],
+            extra_compile_args=_cpu.compile_flags(),
         ))
     if os.environ.get("PDR_BUILD_CUDA") == "1" or (everything and _cuda.why_unbuildable() is None):
         ext_modules.append(CUDAExtension(

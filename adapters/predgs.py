@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from pdr.registry import ADAPTERS
 from pdr.render import rasterize_gaussians
 
+from .base import Adapter
+
 POSITION_INITS = ("grid", "random", "center")
 AMPLITUDE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "identity")
 FUSIONS = ("conv", "add")
@@ -59,7 +61,7 @@ class Head(nn.Module):
 
 
 @ADAPTERS.register("predgs")
-class PredGS(nn.Module):
+class PredGS(Adapter):
     """Refine coarse predictions with rendered 2D Gaussians.
 
     Args:
@@ -81,6 +83,11 @@ class PredGS(nn.Module):
         backend: renderer backend ("auto", "torch", "cuda").
         seed: seed of the random base points for position_init "random".
     """
+
+    @property
+    def needs_features(self) -> bool:
+        """``source: features``: the Gaussians are regressed from the backbone's feature maps."""
+        return self.source == "features"
 
     def __init__(
         self,

@@ -17,14 +17,12 @@ the parameter count within 1% of OpenSTL's ConvLSTM for the same hyperparameters
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
 from pdr.registry import BACKBONES
 
-from .recurrent import RecurrentBackbone, gate_conv, schedule_from
+from .recurrent import RecurrentBackbone, gate_conv
 
 
 class ConvLSTMCell(nn.Module):
@@ -48,44 +46,11 @@ class ConvLSTMCell(nn.Module):
 class ConvLSTM(RecurrentBackbone):
     """ConvLSTM: (B, T_in, C, H, W) -> (B, T_out, C, H, W) in one call.
 
-    Args:
-        num_hidden: widths of the stacked cells, a list ([128, 128, 128, 128]) or OpenSTL's
-            string ("128,128,128,128"); the features have num_hidden[-1] channels.
-        filter_size: odd kernel size of the cell convolutions.
-        stride: 1 (accepted for OpenSTL configs).
-        patch_size: p; frames run as (C*p*p, H/p, W/p). Must divide H and W.
-        layer_norm: 1 adds LayerNorm after each cell convolution.
-        scheduled_sampling, sampling_stop_iter, sampling_start_value, sampling_changing_rate,
-        reverse_scheduled_sampling, r_sampling_step_1, r_sampling_step_2, r_exp_alpha:
-            OpenSTL's (reverse) scheduled sampling, see ``recurrent.py``.
+    Arguments: those of ``RecurrentBackbone`` (num_hidden, filter_size, stride, patch_size,
+    layer_norm and OpenSTL's scheduled sampling settings).
     """
 
-    def __init__(
-        self,
-        in_shape: Sequence[int],
-        out_frames: int,
-        num_hidden: Sequence[int] | str = (128, 128, 128, 128),
-        filter_size: int = 5,
-        stride: int = 1,
-        patch_size: int = 4,
-        layer_norm: int = 0,
-        scheduled_sampling: int = 1,
-        sampling_stop_iter: int = 50000,
-        sampling_start_value: float = 1.0,
-        sampling_changing_rate: float = 0.00002,
-        reverse_scheduled_sampling: int = 0,
-        r_sampling_step_1: int = 25000,
-        r_sampling_step_2: int = 50000,
-        r_exp_alpha: float = 5000.0,
-    ):
-        schedule = schedule_from(scheduled_sampling, sampling_stop_iter, sampling_start_value, sampling_changing_rate,
-                                 reverse_scheduled_sampling, r_sampling_step_1, r_sampling_step_2, r_exp_alpha)
-        super().__init__(in_shape, out_frames, num_hidden, filter_size, stride, patch_size, layer_norm, schedule)
-        widths = [self.patch_channels] + self.num_hidden
-        self.cells = nn.ModuleList(
-            [ConvLSTMCell(widths[i], widths[i + 1], self.patch_hw, filter_size, self.layer_norm)
-             for i in range(len(self.num_hidden))]
-        )
+    cell_type = ConvLSTMCell
 
     def init_state(self, batch: int, ref: Tensor):
         zeros = [ref.new_zeros(batch, n, *self.patch_hw) for n in self.num_hidden]

@@ -55,9 +55,9 @@ from torch import Tensor, nn
 from pdr.errors import PDRError
 from pdr.registry import BACKBONES
 
-from .base import Backbone
-from .recurrent import SamplingSchedule, inference_mask, parse_num_hidden, patchify, unpatchify
-from .simvp import RolloutCollector, differential_divergence
+from .base import Backbone, BackboneOutput
+from .recurrent import RecurrentBackbone, SamplingSchedule, inference_mask, parse_num_hidden, patchify, unpatchify
+from .simvp import ddr_loss
 
 log = logging.getLogger("pdr")
 
@@ -91,10 +91,8 @@ class Method:
     channels_last_output: bool = True  # recurrent models: (B, T, h, w, C) out; MAU returns (B, T, C, h, w)
 
 
-_RNN = {"num_hidden": "128,128,128,128", "filter_size": 5, "stride": 1, "patch_size": 4, "layer_norm": 0,
-        "scheduled_sampling": 1, "sampling_stop_iter": 50000, "sampling_start_value": 1.0,
-        "sampling_changing_rate": 0.00002, "reverse_scheduled_sampling": 0, "r_sampling_step_1": 25000,
-        "r_sampling_step_2": 50000, "r_exp_alpha": 5000}
+# OpenSTL's recurrent defaults: those of pdr's own ConvLSTM and PredRNN, with the widths spelled as OpenSTL does
+_RNN = {**RecurrentBackbone.default_settings(), "num_hidden": "128,128,128,128"}
 
 METHODS: dict[str, Method] = {
     "SimVP": Method("direct", "SimVP_Model", {"model_type": "gSTA", "drop": 0.0, "drop_path": 0.0}),
@@ -228,17 +226,10 @@ def _resolve(models_module, target: str):
 # ----------------------------------------------------------------------------- the backbone
 
 
-class _Losses(dict):
-    """Auxiliary losses of the last training call; a copy of the model (EMA) starts without them."""
-
-    def __deepcopy__(self, memo):
-        return _Losses()
-
-
 class OpenSTLBackbone(Backbone):
     """An OpenSTL model in pdr's backbone contract.
 
-    ``forward(x)``: (B, T_in, C, H, W) -> (B, frames_per_call, C, H, W), where frames_per_call is
+    ``forward(x)``: (B, T_in, C, H, W) -> frames (B, frames_per_call, C, H, W), where frames_per_call is
     T_in for direct models and T_out for the others. The OpenSTL module is ``self.model`` (its
     state_dict keys start with ``model.``). No feature maps: PredGS uses ``source: output``.
 
@@ -295,12 +286,8 @@ class OpenSTLBackbone(Backbone):
         if self.family == "recurrent":
             if self.method == "MAU" and hp.get("reverse_scheduled_sampling"):
                 raise ValueError("reverse_scheduled_sampling: OpenSTL's MAU has no reverse scheduled sampling; use 0")
-            self.schedule = SamplingSchedule(**{k: hp[k] for k in (
-                "scheduled_sampling", "sampling_stop_iter", "sampling_start_value", "sampling_changing_rate",
-                "reverse_scheduled_sampling", "r_sampling_step_1", "r_sampling_step_2", "r_exp_alpha")})
+            self.schedule = SamplingSchedule.from_settings(hp)
         self.uses_targets = self.family == "recurrent" or self.alpha > 0
-        self._collected = RolloutCollector()
-        self._aux = _Losses()
 
         models = import_openstl(openstl_root)
         self.model = self._build(_resolve(models, spec.model), hp, own)
@@ -333,23 +320,21 @@ class OpenSTLBackbone(Backbone):
 
     # -- calling -----------------------------------------------------------------------------------
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
-                step: int | None = None) -> Tensor:
-        """(B, T_in, C, H, W) -> (B, frames_per_call, C, H, W). ``targets`` (B, T_out, C, H, W) and
-        ``step`` (training only) drive the sampling mask of recurrent models and TAU's ``alpha``."""
+                step: int | None = None) -> BackboneOutput:
+        """(B, T_in, C, H, W) -> frames (B, frames_per_call, C, H, W), with PredRNNv2's ``decouple`` and PhyDNet's
+        ``moment`` as auxiliary losses in training. ``targets`` (B, T_out, C, H, W) and ``step`` (training only)
+        drive the sampling mask of recurrent models (TAU's ``alpha``: ``rollout_losses``)."""
         if return_features:
             raise ValueError(f"openstl:{self.method} exposes no feature maps; use PredGS with source: output")
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"input must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
         training = self.training and targets is not None
-        self._aux = _Losses()
-        if self.family == "direct":
-            out = self.model(x.contiguous())  # OpenSTL's SimVP views the input: a rollout window is not contiguous
-            self._collected.add(out, targets, active=self.training and self.alpha > 0)
-            return out
+        if self.family == "direct":  # OpenSTL's SimVP views the input: a rollout window is not contiguous
+            return BackboneOutput(self.model(x.contiguous()))
         if self.family == "recurrent":
             return self._forward_recurrent(x, targets if training else None, step)
         if self.family == "swinlstm":
-            return self._forward_swinlstm(x)
+            return BackboneOutput(self._forward_swinlstm(x))
         return self._forward_phydnet(x)
 
     def _future(self, x: Tensor, targets: Tensor | None) -> Tensor:
@@ -361,7 +346,7 @@ class OpenSTLBackbone(Backbone):
                              f"got {tuple(targets.shape)}")
         return targets[:, : self.out_frames].to(x.dtype)
 
-    def _forward_recurrent(self, x: Tensor, targets: Tensor | None, step: int | None) -> Tensor:
+    def _forward_recurrent(self, x: Tensor, targets: Tensor | None, step: int | None) -> BackboneOutput:
         b, t_in = x.shape[:2]
         t_out, p = self.out_frames, self.patch_size
         frames = torch.cat([x, self._future(x, targets)], dim=1)
@@ -375,19 +360,20 @@ class OpenSTLBackbone(Backbone):
         mask = mask[:, :, None, None, None].to(x.dtype).expand(-1, -1, *patched.shape[2:]).contiguous()
         want_loss = self.method == "PredRNNv2" and self.training
         out, loss = self.model(patched, mask, return_loss=want_loss)
+        aux = {}
         if want_loss:  # OpenSTL's loss = MSE(all frames) + decouple_beta * decoupling: keep the second term
-            self._aux["decouple"] = loss - F.mse_loss(out, patched[:, 1:])
+            aux["decouple"] = loss - F.mse_loss(out, patched[:, 1:])
         if self.channels_last_output:
             out = out.permute(0, 1, 4, 2, 3)
         out = unpatchify(out, p)
-        return out[:, -t_out:]
+        return BackboneOutput(out[:, -t_out:], aux_losses=aux)
 
     def _forward_swinlstm(self, x: Tensor) -> Tensor:
         frames = torch.cat([x, self._future(x, None)], dim=1).permute(0, 1, 3, 4, 2).contiguous()
         out, _ = self.model(frames, return_loss=False)
         return out.permute(0, 1, 4, 2, 3)[:, -self.out_frames:]
 
-    def _forward_phydnet(self, x: Tensor) -> Tensor:
+    def _forward_phydnet(self, x: Tensor) -> BackboneOutput:
         for module in self.model.modules():  # PhyDNet creates its hidden states on `configs.device`
             if isinstance(getattr(module, "device", None), (str, torch.device)):
                 module.device = x.device
@@ -401,9 +387,8 @@ class OpenSTLBackbone(Backbone):
             _, _, frame, _, _ = encoder(frame, first)
             first = False
             predictions.append(frame)
-        if self.training:
-            self._aux["moment"] = self._phydnet_moment_loss()
-        return torch.stack(predictions, dim=1)
+        aux = {"moment": self._phydnet_moment_loss()} if self.training else {}
+        return BackboneOutput(torch.stack(predictions, dim=1), aux_losses=aux)
 
     def _phydnet_moment_loss(self) -> Tensor:
         """PhyDNet's constraint: the moments of PhyCell's 7x7 filters match the identity moments."""
@@ -416,13 +401,10 @@ class OpenSTLBackbone(Backbone):
             total = total + F.mse_loss(moments, target)
         return total
 
-    def auxiliary_losses(self) -> dict:
-        out = dict(self._aux)
-        self._aux = _Losses()
-        collected = self._collected.pop()
-        if collected is not None:
-            out["ddr"] = self.alpha * differential_divergence(*collected)
-        return out
+    def rollout_losses(self, frames: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """TAU's ``ddr`` (``ddr_loss``) of the rollout's frames (B, >= T_out, C, H, W) and the targets
+        (B, T_out, C, H, W) in training; {} in eval mode and for the other methods (``alpha`` 0)."""
+        return ddr_loss(frames, targets, self.alpha) if self.training else {}
 
     def extra_repr(self) -> str:
         return f"method={self.method}, family={self.family}"

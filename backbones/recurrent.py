@@ -24,15 +24,16 @@ samples as an uninterrupted one.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .base import Backbone
+from .base import Backbone, BackboneOutput
 
 
 def patchify(x: Tensor, patch_size: int) -> Tensor:
@@ -84,6 +85,13 @@ class SamplingSchedule:
     def __post_init__(self):
         self.scheduled_sampling = _flag("scheduled_sampling", self.scheduled_sampling)
         self.reverse_scheduled_sampling = _flag("reverse_scheduled_sampling", self.reverse_scheduled_sampling)
+        for name, kind in (("sampling_stop_iter", int), ("sampling_start_value", float),
+                           ("sampling_changing_rate", float), ("r_sampling_step_1", int), ("r_sampling_step_2", int),
+                           ("r_exp_alpha", float)):
+            try:
+                setattr(self, name, kind(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}") from None
         if self.sampling_stop_iter < 0:
             raise ValueError(f"sampling_stop_iter must be >= 0, got {self.sampling_stop_iter}")
         if not 0.0 <= self.sampling_start_value <= 1.0:
@@ -97,6 +105,11 @@ class SamplingSchedule:
             )
         if self.r_exp_alpha <= 0:
             raise ValueError(f"r_exp_alpha must be > 0, got {self.r_exp_alpha}")
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> SamplingSchedule:
+        """The schedule of OpenSTL-style settings: the keys named like this class's fields (all of them)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
     def probabilities(self, step: int) -> tuple[float, float]:
         """(p_input, p_future): the probability of reading the true frame at an input step
@@ -138,11 +151,23 @@ def inference_mask(batch: int, in_frames: int, out_frames: int, device=None) -> 
 class RecurrentBackbone(Backbone):
     """Base of ConvLSTM and PredRNN: patching, scheduled sampling and the loop over time.
 
-    One call maps (B, T_in, C, H, W) to (B, T_out, C, H, W) (``frames_per_call = out_frames``).
-    With ``return_features=True`` it also returns the top layer's hidden state of every predicted
-    frame, (B, T_out, num_hidden[-1], H/p, W/p) (at patch resolution).
+    One call maps (B, T_in, C, H, W) to frames (B, T_out, C, H, W) (``frames_per_call = out_frames``).
+    With ``return_features=True`` the output also holds the top layer's hidden state of every
+    predicted frame, (B, T_out, num_hidden[-1], H/p, W/p) (at patch resolution).
 
-    Subclasses build ``self.cells`` and implement ``init_state`` and ``cell_step``.
+    Subclasses set ``cell_type`` and implement ``init_state`` and ``cell_step``; they take the arguments
+    of this class, with OpenSTL's names and defaults.
+
+    Args:
+        num_hidden: widths of the stacked cells, a list ([128, 128, 128, 128]) or OpenSTL's
+            string ("128,128,128,128"); the features have num_hidden[-1] channels.
+        filter_size: odd kernel size of the cell convolutions.
+        stride: 1 (accepted for OpenSTL configs).
+        patch_size: p; frames run as (C*p*p, H/p, W/p). Must divide H and W.
+        layer_norm: 1 adds LayerNorm after each K x K cell convolution.
+        scheduled_sampling, sampling_stop_iter, sampling_start_value, sampling_changing_rate,
+        reverse_scheduled_sampling, r_sampling_step_1, r_sampling_step_2, r_exp_alpha:
+            OpenSTL's (reverse) scheduled sampling (``SamplingSchedule``, the module docstring).
     """
 
     uses_targets = True
@@ -151,13 +176,23 @@ class RecurrentBackbone(Backbone):
         self,
         in_shape: Sequence[int],
         out_frames: int,
-        num_hidden,
-        filter_size: int,
-        stride: int,
-        patch_size: int,
-        layer_norm,
-        schedule: SamplingSchedule,
+        num_hidden: Sequence[int] | str = (128, 128, 128, 128),
+        filter_size: int = 5,
+        stride: int = 1,
+        patch_size: int = 4,
+        layer_norm: int = 0,
+        scheduled_sampling: int = 1,
+        sampling_stop_iter: int = 50000,
+        sampling_start_value: float = 1.0,
+        sampling_changing_rate: float = 0.00002,
+        reverse_scheduled_sampling: int = 0,
+        r_sampling_step_1: int = 25000,
+        r_sampling_step_2: int = 50000,
+        r_exp_alpha: float = 5000.0,
     ):
+        schedule = SamplingSchedule(scheduled_sampling, sampling_stop_iter, sampling_start_value,
+                                    sampling_changing_rate, reverse_scheduled_sampling, r_sampling_step_1,
+                                    r_sampling_step_2, r_exp_alpha)
         super().__init__(in_shape, out_frames)
         c, h, w = self.in_shape[1:]
         if self.out_frames < 1:
@@ -177,12 +212,28 @@ class RecurrentBackbone(Backbone):
         self.patch_hw = (h // patch_size, w // patch_size)
         self.feature_channels = self.num_hidden[-1]
         self.readout = nn.Conv2d(self.num_hidden[-1], self.patch_channels, 1, bias=False)
+        self.cells = self.build_cells()
+
+    @classmethod
+    def default_settings(cls) -> dict:
+        """The default of every argument but ``in_shape`` and ``out_frames``, by name."""
+        return {name: p.default for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
 
     @property
     def frames_per_call(self) -> int:
         return self.out_frames
 
     # -- to implement ---------------------------------------------------------------------------
+    cell_type: type[nn.Module]  # built as cell_type(c_in, hidden, (h, w), filter_size, layer_norm)
+
+    def build_cells(self) -> nn.ModuleList:
+        """The stack of cells, one per entry of ``self.num_hidden`` (built after the readout)."""
+        widths = [self.patch_channels] + self.num_hidden
+        return nn.ModuleList(
+            [self.cell_type(widths[i], widths[i + 1], self.patch_hw, self.filter_size, self.layer_norm)
+             for i in range(len(self.num_hidden))]
+        )
+
     def init_state(self, batch: int, ref: Tensor):
         """The recurrent state before the first frame (zeros), on ``ref``'s device and dtype."""
         raise NotImplementedError
@@ -197,8 +248,8 @@ class RecurrentBackbone(Backbone):
         return self.schedule.mask(batch, self.in_shape[0], self.out_frames, step or 0, device=device)
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
-                step: int | None = None):
-        """(B, T_in, C, H, W) -> (B, T_out, C, H, W) [and features (B, T_out, num_hidden[-1], H/p, W/p)].
+                step: int | None = None) -> BackboneOutput:
+        """(B, T_in, C, H, W) -> frames (B, T_out, C, H, W) [and features (B, T_out, num_hidden[-1], H/p, W/p)].
 
         ``targets`` (B, >= T_out - 1, C, H, W) and ``step`` drive scheduled sampling in training
         mode; without targets, or in eval mode, the model feeds back its own predictions.
@@ -236,9 +287,7 @@ class RecurrentBackbone(Backbone):
                 outputs.append(prediction)
                 features.append(hidden)
         out = unpatchify(torch.stack(outputs, dim=1), self.patch_size)
-        if return_features:
-            return out, torch.stack(features, dim=1)
-        return out
+        return BackboneOutput(out, torch.stack(features, dim=1) if return_features else None)
 
     def extra_repr(self) -> str:
         return (f"num_hidden={self.num_hidden}, filter_size={self.filter_size}, patch_size={self.patch_size}, "
@@ -249,17 +298,3 @@ def gate_conv(c_in: int, c_out: int, kernel_size: int, layer_norm: bool, hw: tup
     """A bias-free K x K conv, followed by LayerNorm over (c_out, h, w) when ``layer_norm``."""
     conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
     return nn.Sequential(conv, nn.LayerNorm([c_out, *hw])) if layer_norm else conv
-
-
-def schedule_from(scheduled_sampling, sampling_stop_iter, sampling_start_value, sampling_changing_rate,
-                  reverse_scheduled_sampling, r_sampling_step_1, r_sampling_step_2, r_exp_alpha) -> SamplingSchedule:
-    return SamplingSchedule(
-        scheduled_sampling=scheduled_sampling,
-        sampling_stop_iter=int(sampling_stop_iter),
-        sampling_start_value=float(sampling_start_value),
-        sampling_changing_rate=float(sampling_changing_rate),
-        reverse_scheduled_sampling=reverse_scheduled_sampling,
-        r_sampling_step_1=int(r_sampling_step_1),
-        r_sampling_step_2=int(r_sampling_step_2),
-        r_exp_alpha=float(r_exp_alpha),
-    )

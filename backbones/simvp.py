@@ -4,8 +4,8 @@ Hyperparameter names follow OpenSTL (hid_S, hid_T, N_S, N_T, model_type, mlp_rat
 drop_path, spatio_kernel_enc, spatio_kernel_dec) so that values from an OpenSTL config carry
 over. ``model_type`` picks the translator (see ``translators.py``): ``gsta`` (gated
 spatio-temporal attention, OpenSTL's default), ``tau`` (Temporal Attention Unit) or ``incepu``
-(SimVP v1's Inception-UNet). ``tau`` is also registered on its own, as OpenSTL does, with TAU's
-differential divergence regularization (``alpha``) on by default.
+(SimVP v1's Inception-UNet). ``tau`` is also registered on its own, as OpenSTL does: a preset of
+SimVP with TAU's differential divergence regularization (``alpha``) on by default.
 """
 from __future__ import annotations
 
@@ -19,17 +19,8 @@ from torch import Tensor, nn
 
 from pdr.registry import BACKBONES
 
-from .base import Backbone
-from .translators import (  # noqa: F401  (re-exported: they used to live here)
-    TRANSLATORS,
-    ConvMlp,
-    GatedAttention,
-    GSTABlock,
-    GSTATranslator,
-    LargeKernelGate,
-    TranslatorBlock,
-    build_translator,
-)
+from .base import Backbone, BackboneOutput
+from .translators import TRANSLATORS, build_translator
 
 
 def sampling_pattern(num_layers: int, reverse: bool = False) -> list[bool]:
@@ -118,38 +109,13 @@ def differential_divergence(pred: Tensor, target: Tensor, tau: float = 0.1, eps:
     return (p * torch.log(p / (q + eps) + eps)).mean()
 
 
-class RolloutCollector:
-    """Collects the frames of the calls of one training forward for a loss computed afterwards.
-
-    A rollout (out_frames > frames_per_call) calls the backbone several times with the same
-    ``targets`` tensor; ``add`` appends each call's frames, and starts over when the targets are a
-    different tensor or the frames already cover them. ``pop`` returns (predictions, targets), both
-    (B, n, C, H, W), and forgets them (so no graph is kept alive after the loss is taken).
-    """
-
-    def __init__(self):
-        self._state: dict | None = None
-
-    def add(self, frames: Tensor, targets: Tensor | None, active: bool) -> None:
-        if not active or targets is None:
-            self._state = None
-            return
-        state = self._state
-        if state is None or state["targets"] is not targets or state["count"] >= targets.shape[1]:
-            state = self._state = {"targets": targets, "chunks": [], "count": 0}
-        state["chunks"].append(frames)
-        state["count"] += frames.shape[1]
-
-    def pop(self) -> tuple[Tensor, Tensor] | None:
-        state, self._state = self._state, None
-        if state is None:
-            return None
-        targets = state["targets"]
-        pred = torch.cat(state["chunks"], dim=1)[:, : targets.shape[1]]
-        return pred, targets[:, : pred.shape[1]]
-
-    def __deepcopy__(self, memo):  # a copy of the model (EMA) starts with nothing collected
-        return RolloutCollector()
+def ddr_loss(frames: Tensor, targets: Tensor, alpha: float) -> dict[str, Tensor]:
+    """TAU's regularization as an auxiliary loss: ``{"ddr": alpha * differential_divergence}`` between the
+    first T_out frames of a rollout (B, >= T_out, C, H, W) and the targets (B, T_out, C, H, W); {} for alpha 0."""
+    if alpha <= 0:
+        return {}
+    pred = frames[:, : targets.shape[1]]
+    return {"ddr": alpha * differential_divergence(pred, targets[:, : pred.shape[1]])}
 
 
 @BACKBONES.register("simvp")
@@ -158,8 +124,8 @@ class SimVP(Backbone):
 
     Input (B, T_in, C, H, W) -> output (B, T_in, C, H, W): one call predicts as many frames as it
     sees; the model wrapper rolls out or truncates to ``out_frames``. H and W must be divisible
-    by 2^(N_S // 2). ``forward(x, return_features=True)`` also returns the decoder's last map
-    before the 1x1 readout, (B, T_in, hid_S, H, W).
+    by 2^(N_S // 2). ``forward(x, return_features=True)`` also returns (as ``features``) the
+    decoder's last map before the 1x1 readout, (B, T_in, hid_S, H, W).
 
     Args:
         hid_S: channels of the spatial encoder/decoder.
@@ -172,8 +138,8 @@ class SimVP(Backbone):
         spatio_kernel_enc, spatio_kernel_dec: kernel sizes of the encoder and decoder convs.
         incep_ker, groups: kernel sizes and groups of the IncepU branches.
         alpha: weight of TAU's differential divergence regularization between predicted and true
-            frame differences, added as the auxiliary loss ``ddr`` in training (0 disables it; it
-            needs the targets, so the backbone then asks for them).
+            frame differences over the whole rollout, added as the auxiliary loss ``ddr`` in training
+            (0 disables it; it needs the targets, so the backbone then asks for them).
     """
 
     def __init__(
@@ -221,62 +187,35 @@ class SimVP(Backbone):
         self.feature_channels = hid_S
         self.alpha = float(alpha)
         self.uses_targets = self.alpha > 0  # the regularization compares with the true frames
-        self._ddr = RolloutCollector()
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
-                step: int | None = None):
-        """(B, T_in, C, H, W) -> frames (B, T_in, C, H, W) [, features (B, T_in, hid_S, H, W)].
+                step: int | None = None) -> BackboneOutput:
+        """(B, T_in, C, H, W) -> frames (B, T_in, C, H, W) [and features (B, T_in, hid_S, H, W)].
 
-        ``targets`` (B, T_out, C, H, W), given in training, feed the ``alpha`` regularization only;
-        ``step`` is unused.
+        ``targets`` and ``step`` are accepted (the model passes them in training when ``alpha`` > 0) and
+        unused: the ``alpha`` regularization is a loss over the whole rollout (``rollout_losses``).
         """
         b = x.shape[0]
         latent, skip = self.encoder(rearrange(x, "b t c h w -> (b t) c h w"))
         latent = self.translator(rearrange(latent, "(b t) c h w -> b t c h w", b=b))
         frames, features = self.decoder(rearrange(latent, "b t c h w -> (b t) c h w"), skip)
         frames = rearrange(frames, "(b t) c h w -> b t c h w", b=b)
-        self._ddr.add(frames, targets, active=self.training and self.alpha > 0)
         if return_features:
-            return frames, rearrange(features, "(b t) c h w -> b t c h w", b=b)
-        return frames
+            return BackboneOutput(frames, rearrange(features, "(b t) c h w -> b t c h w", b=b))
+        return BackboneOutput(frames)
 
-    def auxiliary_losses(self) -> dict:
-        """``{"ddr": alpha * differential_divergence}`` after a training call with targets, else {}."""
-        collected = self._ddr.pop()
-        if collected is None:
-            return {}
-        pred, targets = collected
-        return {"ddr": self.alpha * differential_divergence(pred, targets)}
+    def rollout_losses(self, frames: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """``ddr`` (``ddr_loss``) of the rollout's frames (B, >= T_out, C, H, W) and the targets (B, T_out, C, H, W)
+        in training; {} in eval mode or with ``alpha`` 0."""
+        return ddr_loss(frames, targets, self.alpha) if self.training else {}
 
 
-@BACKBONES.register("tau")
-class TAU(SimVP):
-    """TAU (Temporal Attention Unit): SimVP with ``model_type: tau`` and, as in OpenSTL's TAU
+TAU = BACKBONES.register_preset(
+    "tau", SimVP, defaults={"alpha": 0.1}, fixed={"model_type": "tau"}, omit=("incep_ker", "groups"),
+    doc="""TAU (Temporal Attention Unit): SimVP with ``model_type: tau`` and, as in OpenSTL's TAU
     method, the differential divergence regularization on by default (``alpha = 0.1``).
 
-    Same arguments as ``simvp``; ``model_type`` is accepted (OpenSTL's TAU configs set it) but
-    must be ``tau``.
-    """
-
-    def __init__(
-        self,
-        in_shape: Sequence[int],
-        out_frames: int,
-        hid_S: int = 16,
-        hid_T: int = 256,
-        N_S: int = 4,
-        N_T: int = 4,
-        model_type: str = "tau",
-        mlp_ratio: float = 8.0,
-        drop: float = 0.0,
-        drop_path: float = 0.0,
-        spatio_kernel_enc: int = 3,
-        spatio_kernel_dec: int = 3,
-        alpha: float = 0.1,
-    ):
-        if str(model_type).lower() != "tau":
-            raise ValueError(f"model_type: the tau backbone is SimVP with model_type 'tau', got {model_type!r}; "
-                             "use backbone simvp for other translators")
-        super().__init__(in_shape, out_frames, hid_S=hid_S, hid_T=hid_T, N_S=N_S, N_T=N_T, model_type="tau",
-                         mlp_ratio=mlp_ratio, drop=drop, drop_path=drop_path, spatio_kernel_enc=spatio_kernel_enc,
-                         spatio_kernel_dec=spatio_kernel_dec, alpha=alpha)
+    SimVP's arguments but IncepU's ``incep_ker`` and ``groups``; ``model_type`` is accepted
+    (OpenSTL's TAU configs set it) but must be ``tau``.
+    """,
+)

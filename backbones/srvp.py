@@ -19,8 +19,8 @@ Our own implementation of the state-space model summarised in docs/method.md, se
 * the decoder g(y_t, w) maps a state and the content to a frame.
 
 Training maximises the ELBO: the trainer's configured loss on the returned (posterior-driven) future
-frames, plus what ``auxiliary_losses()`` returns: the reconstruction of the observed frames
-(``recon_obs``) and the KL terms ``kl_z`` (posterior vs prior, per frame interval) and ``kl_y``
+frames, plus the auxiliary losses of its output (``BackboneOutput.aux_losses``): the reconstruction of
+the observed frames (``recon_obs``) and the KL terms ``kl_z`` (posterior vs prior, per frame interval) and ``kl_y``
 (q(y_1) vs N(0, I)), both multiplied by ``beta``.
 
 Inference samples z from the prior after the observed frames (the posterior is used over the
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from pdr.registry import BACKBONES
 
-from .base import Backbone
+from .base import Backbone, BackboneOutput
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
 OBS_LOSSES = ("mse", "l1")
@@ -172,8 +172,8 @@ def _auto_levels(h: int, w: int) -> int:
 class SRVP(Backbone):
     """Stochastic latent residual video prediction (see the module docstring and docs/srvp.md).
 
-    Input (B, T_in, C, H, W) -> output (B, T_out, C, H, W): one call predicts all ``out_frames``.
-    ``sample(x, K, frame_rate)`` -> (B, K, T_out * frame_rate, C, H, W).
+    Input (B, T_in, C, H, W) -> frames (B, T_out, C, H, W): one call predicts all ``out_frames``.
+    ``sample(x, K, frame_rate)`` -> frames (B, K, T_out * frame_rate, C, H, W).
 
     Args:
         in_shape, out_frames: set by ``build_model`` from the data section.
@@ -201,6 +201,7 @@ class SRVP(Backbone):
     """
 
     uses_targets = True
+    can_sample = True
 
     def __init__(
         self,
@@ -292,17 +293,12 @@ class SRVP(Backbone):
             self.posterior_lstm = nn.LSTM(self.g_dim, lstm_hidden, batch_first=True)
             self.posterior_head = GaussianHead(lstm_hidden, self.z_dim, min_std)
         self.feature_channels = widths[0]
-        self._aux: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ contract
 
     @property
     def frames_per_call(self) -> int:
         return self.out_frames
-
-    def auxiliary_losses(self) -> dict:
-        """``recon_obs``, ``kl_z`` and ``kl_y`` of the last training forward (already weighted); {} after eval."""
-        return dict(self._aux)
 
     def _check_input(self, x: Tensor, name: str = "x") -> None:
         if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
@@ -402,8 +398,9 @@ class SRVP(Backbone):
             return self.beta * min(1.0, step / self.kl_warmup_steps)
         return self.beta
 
-    def _training_pass(self, x: Tensor, targets: Tensor | None, step: int | None) -> tuple[Tensor, Tensor]:
-        """ELBO pass: posterior over every known frame; returns future frames and features, stores the losses."""
+    def _training_pass(self, x: Tensor, targets: Tensor | None, step: int | None) -> BackboneOutput:
+        """ELBO pass: posterior over every known frame; the future frames and features and the ELBO's other
+        terms (``recon_obs``, ``kl_z``, ``kl_y``, already weighted) as auxiliary losses."""
         t_in = x.shape[1]
         seq = x
         if targets is not None:
@@ -430,8 +427,7 @@ class SRVP(Backbone):
             # per frame, like the trainer's loss: kl_z is averaged over intervals, kl_y spread over the frames
             aux["kl_z"] = beta * (kl_z.mean() if kl_z is not None else states.new_zeros(()))
             aux["kl_y"] = beta * gaussian_kl(y_mu, y_sigma, torch.zeros_like(y_mu), torch.ones_like(y_sigma)).mean() / total
-        self._aux = aux
-        return frames[:, t_in:], features[:, t_in:]
+        return BackboneOutput(frames[:, t_in:], features[:, t_in:], aux)
 
     def _generate(self, x: Tensor, num_samples: int, frame_rate: int, chunk: int | None = None) -> tuple[Tensor, Tensor]:
         """``num_samples`` futures of x (B, T_in, C, H, W): frames (B, K, T_out * r, C, H, W) and features.
@@ -469,24 +465,24 @@ class SRVP(Backbone):
         return frames, features
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
-                step: int | None = None):
-        """x (B, T_in, C, H, W) -> (B, T_out, C, H, W) (and features (B, T_out, nf, H, W) when asked).
+                step: int | None = None) -> BackboneOutput:
+        """x (B, T_in, C, H, W) -> frames (B, T_out, C, H, W) (and features (B, T_out, nf, H, W) when asked).
 
-        Training mode: the posterior-driven reconstruction of the targets (the ELBO's), and the losses of
-        ``auxiliary_losses()``. Eval mode: one prior sample (the deterministic path for ``stochastic: false``).
+        Training mode: the posterior-driven reconstruction of the targets (the ELBO's), with ``recon_obs``,
+        ``kl_z`` and ``kl_y`` as auxiliary losses. Eval mode: one prior sample (the deterministic path for
+        ``stochastic: false``), no auxiliary losses.
         """
         self._check_input(x)
-        self._aux = {}
         if self.training:
-            frames, features = self._training_pass(x, targets, step)
+            out = self._training_pass(x, targets, step)
         else:
             frames, features = self._generate(x, 1, 1)
-            frames, features = frames[:, 0], features[:, 0]
-        return (frames, features) if return_features else frames
+            out = BackboneOutput(frames[:, 0], features[:, 0])
+        return out if return_features else BackboneOutput(out.frames, None, out.aux_losses)
 
     def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1, return_features: bool = False,
-               chunk: int | None = None):
-        """``num_samples`` predicted futures of x (B, T_in, C, H, W): (B, K, T_out * frame_rate, C, H, W).
+               chunk: int | None = None) -> BackboneOutput:
+        """``num_samples`` predicted futures of x (B, T_in, C, H, W): frames (B, K, T_out * frame_rate, C, H, W).
 
         With ``frame_rate`` r > 1 the state is decoded every 1/r of the training frame interval (smaller
         Euler steps): output frame j (0-based) is at time T_in + (j + 1) / r, so frames r-1, 2r-1, ...
@@ -498,4 +494,4 @@ class SRVP(Backbone):
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.substeps(frame_rate)  # checks frame_rate
         frames, features = self._generate(x, num_samples, frame_rate, chunk)
-        return (frames, features) if return_features else frames
+        return BackboneOutput(frames, features if return_features else None)

@@ -1,6 +1,7 @@
-// predgsplat_cpu: CPU kernels and Python bindings of pdr.render.rasterize_gaussians (docs/renderer.md,
-// docs/renderer-cpu.md), float32 and float64, any N, C and K (or none). The per-Gaussian math is
-// predgsplat_math.h, shared with the CUDA kernels.
+// predgsplat_cpu: CPU kernels of pdr.render.rasterize_gaussians (docs/renderer.md, docs/renderer-cpu.md),
+// float32 and float64, any N, C and K (or none), registered as the operators
+// torch.ops.pdr_predgsplat_cpu.forward and .backward. The per-Gaussian math is predgsplat_math.h, shared
+// with the CUDA kernels.
 //
 //  * forward: work items are (frame, band of rows). An item walks its frame's Gaussians in order and
 //    adds the rows of each window that fall in its band: every output value belongs to one item and
@@ -9,11 +10,17 @@
 //    and writes only its own entries: no atomics, no races, the same result for any number of threads.
 // Inner loops run along a row of the window (contiguous pixels) and vectorise; on x86-64 Linux the hot
 // loops are also compiled for AVX2 and picked at load time (target_clones).
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/csrc/utils/pybind.h>  // not torch/extension.h: half the compile time
+//
+// Only torch's stable C++ API is used (torch/csrc/stable, torch >= 2.10): its headers are a small part
+// of ATen's and pybind11's, which made up most of the compile time, and the library it gives works
+// with later versions of torch too.
+#define TORCH_TARGET_VERSION (((0ULL + 2) << 56) | ((0ULL + 10) << 48))
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "predgsplat_math.h"
@@ -182,86 +189,123 @@ void run_backward(const Problem<double>& p, const Grads<double>& out, int64_t b,
   backward_items_f64(p, out, b, e);
 }
 
-void check_inputs(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
-                  const at::Tensor& amplitudes) {
-  for (const auto* t : {&means, &scales, &rotations, &amplitudes}) {
-    TORCH_CHECK(t->device().is_cpu(), "predgsplat_cpu: inputs must be CPU tensors");
-    TORCH_CHECK(t->scalar_type() == means.scalar_type(), "predgsplat_cpu: inputs must share one dtype");
-    TORCH_CHECK(t->is_contiguous(), "predgsplat_cpu: inputs must be contiguous (the wrapper makes them so)");
+using torch::headeronly::ScalarType;
+using torch::stable::Tensor;
+
+void check_inputs(const Tensor& means, const Tensor& scales, const Tensor& rotations, const Tensor& amplitudes) {
+  for (const Tensor* t : {&means, &scales, &rotations, &amplitudes}) {
+    STD_TORCH_CHECK(t->is_cpu(), "predgsplat_cpu: inputs must be CPU tensors");
+    STD_TORCH_CHECK(t->scalar_type() == means.scalar_type(), "predgsplat_cpu: inputs must share one dtype");
+    STD_TORCH_CHECK(t->is_contiguous(), "predgsplat_cpu: inputs must be contiguous (the wrapper makes them so)");
   }
-  TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
-              "predgsplat_cpu: inputs must be float32 or float64 (the wrapper converts)");
-  TORCH_CHECK(means.dim() == 3 && means.size(2) == 2, "predgsplat_cpu: means must be (F, N, 2)");
-  TORCH_CHECK(scales.sizes() == means.sizes(), "predgsplat_cpu: scales must be (F, N, 2)");
-  TORCH_CHECK(rotations.dim() == 2 && rotations.size(0) == means.size(0) && rotations.size(1) == means.size(1),
-              "predgsplat_cpu: rotations must be (F, N)");
-  TORCH_CHECK(amplitudes.dim() == 3 && amplitudes.size(0) == means.size(0) && amplitudes.size(1) == means.size(1),
-              "predgsplat_cpu: amplitudes must be (F, N, C)");
+  STD_TORCH_CHECK(means.scalar_type() == ScalarType::Float || means.scalar_type() == ScalarType::Double,
+                  "predgsplat_cpu: inputs must be float32 or float64 (the wrapper converts)");
+  const int64_t frames = means.size(0), n = means.dim() == 3 ? means.size(1) : -1;
+  STD_TORCH_CHECK(means.dim() == 3 && means.size(2) == 2, "predgsplat_cpu: means must be (F, N, 2)");
+  STD_TORCH_CHECK(scales.dim() == 3 && scales.size(0) == frames && scales.size(1) == n && scales.size(2) == 2,
+                  "predgsplat_cpu: scales must be (F, N, 2)");
+  STD_TORCH_CHECK(rotations.dim() == 2 && rotations.size(0) == frames && rotations.size(1) == n,
+                  "predgsplat_cpu: rotations must be (F, N)");
+  STD_TORCH_CHECK(amplitudes.dim() == 3 && amplitudes.size(0) == frames && amplitudes.size(1) == n,
+                  "predgsplat_cpu: amplitudes must be (F, N, C)");
 }
 
 template <typename T>
-Problem<T> make_problem(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
-                        const at::Tensor& amplitudes, int64_t height, int64_t width, int64_t kernel_size) {
-  TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30),
-              "predgsplat_cpu: height and width must be in [1, 2^30)");
-  TORCH_CHECK(kernel_size >= 0 && kernel_size <= 2 * std::max(height, width) + 1,
-              "predgsplat_cpu: kernel_size must be 0 (none) or at most 2 * max(height, width) + 1");
-  return Problem<T>{means.data_ptr<T>(), scales.data_ptr<T>(), rotations.data_ptr<T>(), amplitudes.data_ptr<T>(),
-                    means.size(1), static_cast<int>(amplitudes.size(2)), static_cast<int>(height),
-                    static_cast<int>(width),
+Problem<T> make_problem(const Tensor& means, const Tensor& scales, const Tensor& rotations, const Tensor& amplitudes,
+                        int64_t height, int64_t width, int64_t kernel_size) {
+  STD_TORCH_CHECK(height > 0 && width > 0 && height < (1 << 30) && width < (1 << 30),
+                  "predgsplat_cpu: height and width must be in [1, 2^30)");
+  STD_TORCH_CHECK(kernel_size >= 0 && kernel_size <= 2 * std::max(height, width) + 1,
+                  "predgsplat_cpu: kernel_size must be 0 (none) or at most 2 * max(height, width) + 1");
+  return Problem<T>{means.const_data_ptr<T>(), scales.const_data_ptr<T>(), rotations.const_data_ptr<T>(),
+                    amplitudes.const_data_ptr<T>(), means.size(1), static_cast<int>(amplitudes.size(2)),
+                    static_cast<int>(height), static_cast<int>(width),
                     kernel_size == predgsplat::kNoWindow ? -1 : static_cast<int>(kernel_size / 2)};
 }
 
-}  // namespace
+// Calls f(T{}) with T the inputs' floating type (check_inputs allows float and double only).
+template <typename F>
+void dispatch_floating(ScalarType type, const F& f) {
+  if (type == ScalarType::Float) {
+    f(float{});
+  } else {
+    f(double{});
+  }
+}
 
-at::Tensor predgsplat_forward_cpu(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
-                                  const at::Tensor& amplitudes, int64_t height, int64_t width, int64_t kernel_size) {
+// (F, N, ...) Gaussians -> (F, C, height, width) image; kernel_size 0 = every pixel.
+Tensor forward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes, int64_t height, int64_t width,
+               int64_t kernel_size) {
   check_inputs(means, scales, rotations, amplitudes);
   const int64_t frames = means.size(0);
-  auto out = at::zeros({frames, amplitudes.size(2), height, width}, amplitudes.options());
+  Tensor out = torch::stable::new_zeros(amplitudes, {frames, amplitudes.size(2), height, width});
   if (out.numel() == 0 || means.size(1) == 0) return out;
   // Bands of rows split a frame when there are fewer frames than threads (2 items per thread).
-  const int64_t wanted = (2 * static_cast<int64_t>(at::get_num_threads()) + frames - 1) / frames;
+  const int64_t wanted = (2 * static_cast<int64_t>(torch::stable::get_num_threads()) + frames - 1) / frames;
   const int bands = static_cast<int>(std::clamp<int64_t>(wanted, 1, height));
-  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "predgsplat_forward_cpu", [&] {
-    const auto p = make_problem<scalar_t>(means, scales, rotations, amplitudes, height, width, kernel_size);
-    scalar_t* data = out.data_ptr<scalar_t>();
-    at::parallel_for(0, frames * bands, 1, [&](int64_t b, int64_t e) { run_forward(p, bands, data, b, e); });
+  dispatch_floating(means.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    const auto p = make_problem<T>(means, scales, rotations, amplitudes, height, width, kernel_size);
+    T* data = out.mutable_data_ptr<T>();
+    torch::stable::parallel_for(0, frames * bands, 1, [&](int64_t b, int64_t e) { run_forward(p, bands, data, b, e); });
   });
   return out;
 }
 
-std::vector<at::Tensor> predgsplat_backward_cpu(const at::Tensor& means, const at::Tensor& scales,
-                                                const at::Tensor& rotations, const at::Tensor& amplitudes,
-                                                const at::Tensor& grad_out, int64_t kernel_size, bool need_amplitudes) {
+// Gradients for means, scales, rotations and amplitudes (the last one empty when need_amplitudes is false).
+std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes,
+                                                    Tensor grad_out, int64_t kernel_size, bool need_amplitudes) {
   check_inputs(means, scales, rotations, amplitudes);
-  TORCH_CHECK(grad_out.device().is_cpu() && grad_out.scalar_type() == means.scalar_type() &&
-                  grad_out.is_contiguous() && grad_out.dim() == 4 && grad_out.size(0) == means.size(0) &&
-                  grad_out.size(1) == amplitudes.size(2),
-              "predgsplat_cpu: grad_out must be a contiguous (F, C, H, W) CPU tensor of the inputs' dtype");
-  auto grad_means = at::zeros_like(means), grad_scales = at::zeros_like(scales);
-  auto grad_rotations = at::zeros_like(rotations);
-  auto grad_amplitudes = need_amplitudes ? at::zeros_like(amplitudes) : at::Tensor();
-  const int64_t total = means.size(0) * means.size(1);
-  if (total == 0 || grad_out.numel() == 0) return {grad_means, grad_scales, grad_rotations, grad_amplitudes};
-  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "predgsplat_backward_cpu", [&] {
-    const auto p = make_problem<scalar_t>(means, scales, rotations, amplitudes, grad_out.size(2), grad_out.size(3),
-                                          kernel_size);
-    const Grads<scalar_t> out{grad_out.data_ptr<scalar_t>(), grad_means.data_ptr<scalar_t>(),
-                              grad_scales.data_ptr<scalar_t>(), grad_rotations.data_ptr<scalar_t>(),
-                              need_amplitudes ? grad_amplitudes.data_ptr<scalar_t>() : nullptr};
-    at::parallel_for(0, total, 1, [&](int64_t b, int64_t e) { run_backward(p, out, b, e); });
+  STD_TORCH_CHECK(grad_out.is_cpu() && grad_out.scalar_type() == means.scalar_type() && grad_out.is_contiguous() &&
+                      grad_out.dim() == 4 && grad_out.size(0) == means.size(0) &&
+                      grad_out.size(1) == amplitudes.size(2),
+                  "predgsplat_cpu: grad_out must be a contiguous (F, C, H, W) CPU tensor of the inputs' dtype");
+  const int64_t frames = means.size(0), n = means.size(1);
+  Tensor d_means = torch::stable::new_zeros(means, {frames, n, 2});
+  Tensor d_scales = torch::stable::new_zeros(means, {frames, n, 2});
+  Tensor d_rotations = torch::stable::new_zeros(means, {frames, n});
+  Tensor d_amplitudes = torch::stable::new_zeros(means, {need_amplitudes ? frames : 0, n, amplitudes.size(2)});
+  if (frames * n == 0 || grad_out.numel() == 0) return {d_means, d_scales, d_rotations, d_amplitudes};
+  dispatch_floating(means.scalar_type(), [&](auto zero) {
+    using T = decltype(zero);
+    const auto p = make_problem<T>(means, scales, rotations, amplitudes, grad_out.size(2), grad_out.size(3),
+                                   kernel_size);
+    const Grads<T> out{grad_out.const_data_ptr<T>(), d_means.mutable_data_ptr<T>(), d_scales.mutable_data_ptr<T>(),
+                       d_rotations.mutable_data_ptr<T>(),
+                       need_amplitudes ? d_amplitudes.mutable_data_ptr<T>() : nullptr};
+    torch::stable::parallel_for(0, frames * n, 1, [&](int64_t b, int64_t e) { run_backward(p, out, b, e); });
   });
-  return {grad_means, grad_scales, grad_rotations, grad_amplitudes};
+  return {d_means, d_scales, d_rotations, d_amplitudes};
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "predgsplat: CPU rasterizer of 2D Gaussians (pdr.render)";
-  m.def("forward", &predgsplat_forward_cpu, "render (F, N) Gaussians into (F, C, H, W); kernel_size 0 = every pixel",
-        py::arg("means"), py::arg("scales"), py::arg("rotations"), py::arg("amplitudes"), py::arg("height"),
-        py::arg("width"), py::arg("kernel_size"));
-  m.def("backward", &predgsplat_backward_cpu,
-        "gradients for means, scales, rotations, amplitudes (the last undefined when need_amplitudes is false)",
-        py::arg("means"), py::arg("scales"), py::arg("rotations"), py::arg("amplitudes"), py::arg("grad_out"),
-        py::arg("kernel_size"), py::arg("need_amplitudes"));
+}  // namespace
+
+STABLE_TORCH_LIBRARY(pdr_predgsplat_cpu, m) {
+  m.def("forward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes, int height, int width, "
+        "int kernel_size) -> Tensor");
+  m.def("backward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes, Tensor grad_out, "
+        "int kernel_size, bool need_amplitudes) -> (Tensor, Tensor, Tensor, Tensor)");
 }
+
+STABLE_TORCH_LIBRARY_IMPL(pdr_predgsplat_cpu, CPU, m) {
+  m.impl("forward", TORCH_BOX(&forward));
+  m.impl("backward", TORCH_BOX(&backward));
+}
+
+// Built ahead of time (setup.py), the library is the Python module pdr._C_cpu: importing it registers the
+// operators, and its sources_digest says which sources it was built from. Built on first use, it is loaded
+// with torch.ops.load_library and needs no Python.
+#ifdef PREDGSPLAT_PYTHON_MODULE
+#include <Python.h>
+
+extern "C" PyObject* PyInit__C_cpu() {
+  static PyModuleDef definition = {PyModuleDef_HEAD_INIT, "_C_cpu", "predgsplat CPU rasterizer operators", -1,
+                                   nullptr};
+  PyObject* module = PyModule_Create(&definition);
+  if (module != nullptr && PyModule_AddStringConstant(module, "sources_digest", PREDGSPLAT_SOURCES_DIGEST) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
+}
+#endif

@@ -283,19 +283,16 @@ def trivial_predictions(x: torch.Tensor, y: torch.Tensor, background: np.ndarray
 def evaluate_trivial(cfg: Config, metrics: Sequence[str], split: str = "test", device="cpu", lpips_model=None,
                      num_vis: int = 0) -> list:
     """RunResults of the trivial predictions on the sequences ``evaluate_run`` uses for ``cfg``."""
-    from torch.utils.data import DataLoader
-
-    from .data import build_dataset, split_batch
+    from .data import build_dataset, build_eval_loader, split_batch
     from .evaluation import RunResult, _denormalise_for_display
     from .metrics import MetricAccumulator
 
     dataset = build_dataset(cfg, split)
     background = background_value(dataset)
-    loader = DataLoader(dataset, batch_size=cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
-                        shuffle=False, num_workers=cfg["data"]["num_workers"])
-    accs = {k: MetricAccumulator(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device,
-                                 spatial_norm=dataset.spatial_norm, channel_names=dataset.channel_names)
-            for k in TRIVIAL_ROWS}
+    loader = build_eval_loader(dataset, cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
+                               cfg["data"]["num_workers"])
+    options = {"lpips_model": lpips_model, "device": device, **loader.normalisation.metric_options()}
+    accs = {k: MetricAccumulator(metrics, **options) for k in TRIVIAL_ROWS}
     shown: dict[str, list] = {k: [] for k in TRIVIAL_ROWS}
     max_batches = cfg["eval"]["max_batches"]
     for i, batch in enumerate(loader):
@@ -354,7 +351,7 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     """Train (or resume, or reuse) every arm in ``work_dir/<arm>``, evaluate all on the same test sequences
     and write the table and figures (see the module docstring). ``select``: "best" (checkpoint with the best
     ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last"."""
-    from .engine import resolve_device
+    from .runtime import resolve_device
     from .evaluation import evaluate_run
     from .metrics import load_lpips
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from .config import config_from_dict, load_config
-from .data import build_dataset
+from .data import build_dataset, build_eval_loader
 from .engine.checkpoint import config_differences
+from .engine.evaluate import evaluate
 from .errors import CheckpointError, ConfigError, PDRError
 from .metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
 from .model import PDRModel
@@ -70,35 +69,16 @@ def _denormalise_for_display(x: np.ndarray, dataset) -> np.ndarray:
 # ----------------------------------------------------------------------------- stochastic models
 
 def supports_sampling(model: PDRModel) -> bool:
-    """Whether the model's backbone draws several futures: it has ``sample(x, num_samples, frame_rate)``."""
-    return callable(getattr(model.backbone, "sample", None))
+    """Whether the model's backbone draws several futures (it declares ``can_sample``)."""
+    return model.backbone.can_sample
 
 
 def sample_predictions(model: PDRModel, x: torch.Tensor, num_samples: int, frame_rate: int = 1) -> torch.Tensor:
-    """``num_samples`` futures per sequence, each through the model's adapter when it has one.
-
-    x (B, T_in, C, H, W) -> (B, K, T_out * frame_rate, C, H, W). Calls ``model.backbone.sample`` and then
-    ``model.adapter`` on every sample (with the sample's backbone features for ``source: features``).
+    """``num_samples`` futures per sequence, each through the model's adapter when it has one:
+    x (B, T_in, C, H, W) -> (B, K, T_out * frame_rate, C, H, W); ``PDRModel.sample``.
     The caller picks the mode (``model.eval()``) and the gradient context.
     """
-    if not supports_sampling(model):
-        raise PDRError(f"backbone {type(model.backbone).__name__} has no sample(x, num_samples, frame_rate) method: "
-                       "it predicts one future; use model(x)")
-    if x.dim() != 5 or tuple(x.shape[1:]) != tuple(model.in_shape):
-        raise ValueError(f"x must have shape (B, {', '.join(map(str, model.in_shape))}) = (B, T_in, C, H, W), "
-                         f"got {tuple(x.shape)}")
-    adapter = model.adapter
-    wants_features = adapter is not None and getattr(adapter, "source", "output") == "features"
-    if wants_features:
-        coarse, features = model.backbone.sample(x, num_samples, frame_rate=frame_rate, return_features=True)
-    else:
-        coarse, features = model.backbone.sample(x, num_samples, frame_rate=frame_rate), None
-    if adapter is None:
-        return coarse
-    return torch.stack(
-        [adapter(coarse[:, i], None if features is None else features[:, i]) for i in range(coarse.shape[1])], dim=1
-    )
-
+    return model.sample(x, num_samples, frame_rate)
 
 
 class SampleMetrics:
@@ -212,7 +192,7 @@ def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides
 
 def _scores_collisions(model: PDRModel, dataset) -> bool:
     """Whether the model predicts collisions and the dataset has labels for some of its clips (CLEVRER)."""
-    return (callable(getattr(model.backbone, "collision_probabilities", None))
+    return (model.backbone.predicts_collisions
             and callable(getattr(dataset, "collision_labels", None))
             and any(a is not None for a in getattr(dataset, "annotations", ())))
 
@@ -228,6 +208,53 @@ def _add_collisions(acc: CollisionAccumulator, model: PDRModel, dataset, x: torc
         return
     labels = torch.stack([dataset.collision_labels(first + j) for j in annotated])
     acc.update(prob.cpu(), labels)
+
+
+def _compute(acc, collisions: CollisionAccumulator | None, k: int) -> tuple[dict, dict, int | None]:
+    """(metrics with per-frame curves, best of K or {}, the number of collision steps scored or None)."""
+    best, result = acc.compute(per_frame=True) if k > 1 else ({}, acc.compute(per_frame=True))
+    collision_counts = None
+    if collisions is not None and not collisions.empty:
+        scores = collisions.compute()
+        collision_counts = scores.pop("collision_count")
+        result.update(scores)
+    return result, best, collision_counts
+
+
+def _add_notes(run: RunResult, model: PDRModel, dataset, split: str, checkpoint: str, collision_counts) -> None:
+    """What a reader of the table needs to know: choices resolved in training, collision scores, test-data selection."""
+    name, cfg = run.name, model.config
+    for key, value in model.resolved_in_training.items():
+        run.notes[key] = f"{name}: {key}: {value}"
+    if collision_counts is not None:
+        run.notes["collision"] = (f"collision scores over {collision_counts} predicted steps of the annotated {split} "
+                                  f"clips; a step is a predicted collision when its probability is >= 0.5")
+    if checkpoint == "best" and getattr(dataset, "validation_is_test", False):
+        run.notes["validation"] = (f"{name}: its best checkpoint was selected on the test data (the "
+                                   f"{cfg['data']['name']} validation split is the test split unless set otherwise, as "
+                                   f"in OpenSTL); the config's comments show how to hold out a validation split")
+
+
+def _save_outputs(run: RunResult, result: dict, best: dict, cfg, out_dir: Path, split: str) -> None:
+    """The prediction grid, the per-frame curves and metrics_<split>.json of ``run`` in ``out_dir``."""
+    name, k, curves = run.name, run.num_samples, run.per_frame
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xs, ys, ps = run.shown
+    title = f"{name}: {cfg['model']['backbone']['name']}" + (
+        f" + {cfg['model']['adapter']['name']}" if cfg["model"].get("adapter") else "")
+    grid_title = title + (f" (sample 1 of {k})" if k > 1 else "")
+    run.images.append(save_prediction_grid(out_dir / f"predictions_{split}.png", xs, ys, ps, title=grid_title))
+    if k > 1:
+        title += f" ({k} samples)"
+        shown_curves = {m: {f"best of {k}": run.best_per_frame[m], f"mean of {k}": curves[m]} if m in run.best_per_frame
+                        else curves[m] for m in curves}
+    else:
+        shown_curves = curves
+    run.images.append(save_metric_curves(out_dir / f"metrics_per_frame_{split}.png", shown_curves, title=title))
+    record = {"run": name, **result, "notes": run.notes}
+    if k > 1:
+        record = {"run": name, "samples": k, **result, "best_of_samples": best, "notes": run.notes}
+    (out_dir / f"metrics_{split}.json").write_text(json.dumps(record, indent=2))
 
 
 @torch.no_grad()
@@ -259,56 +286,30 @@ def evaluate_run(
     num_vis = cfg["eval"]["num_vis"] if num_vis is None else num_vis
     max_batches = cfg["eval"]["max_batches"] if max_batches is None else max_batches
     dataset = build_dataset(cfg, split)
-    loader = DataLoader(dataset, batch_size=batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
-                        shuffle=False, num_workers=cfg["data"]["num_workers"])
-    conventions = {"spatial_norm": dataset.spatial_norm, "channel_names": dataset.channel_names}
-    if k > 1:
-        acc = SampleMetrics(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device,
-                            **conventions)
-    else:
-        acc = MetricAccumulator(metrics, mean=dataset.mean, std=dataset.std, lpips_model=lpips_model, device=device,
-                                **conventions)
+    loader = build_eval_loader(dataset, batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
+                               cfg["data"]["num_workers"])
+    options = {"lpips_model": lpips_model, "device": device, **loader.normalisation.metric_options()}
+    acc = SampleMetrics(metrics, **options) if k > 1 else MetricAccumulator(metrics, **options)
     collisions = CollisionAccumulator() if _scores_collisions(model, dataset) else None
     shown: list[tuple] = []
     name = Path(path).name if Path(path).is_dir() else Path(path).stem
-    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+
+    def predict(x, y):
+        return (sample_predictions(model, x, k) if k > 1 else model(x)).cpu()
+
+    def observe(i, x, y, pred):
+        if collisions is not None:
+            _add_collisions(collisions, model, dataset, x, i * loader.batch_size)
+        if sum(len(s[0]) for s in shown) < num_vis:  # the grid shows the first sample
+            shown.append((x.cpu().numpy(), y.cpu().numpy(), (pred[:, 0] if k > 1 else pred).numpy()))
+
     with _sampling_seed(k > 1, cfg["train"]["seed"], device):  # the same command gives the same samples
-        for i, (x, y, *_) in enumerate(tqdm(loader, total=total, desc=f"eval {name}", leave=False, dynamic_ncols=True)):
-            if max_batches is not None and i >= max_batches:
-                break
-            if k > 1:
-                samples = sample_predictions(model, x.to(device), k).cpu()
-                acc.update(samples, y)
-                pred = samples[:, 0]  # the grid shows the first sample
-            else:
-                pred = model(x.to(device)).cpu()
-                acc.update(pred, y)
-            if collisions is not None:
-                _add_collisions(collisions, model, dataset, x.to(device), i * loader.batch_size)
-            if sum(len(s[0]) for s in shown) < num_vis:
-                shown.append((x.numpy(), y.numpy(), pred.numpy()))
-    best = {}
-    if k > 1:
-        best, result = acc.compute(per_frame=True)
-    else:
-        result = acc.compute(per_frame=True)
-    collision_counts = None
-    if collisions is not None and not collisions.empty:
-        scores = collisions.compute()
-        collision_counts = scores.pop("collision_count")
-        result.update(scores)
+        evaluate(predict, loader, acc, device, max_batches, on_batch=observe, desc=f"eval {name}")
+    result, best, collision_counts = _compute(acc, collisions, k)
     scalars = {key: v for key, v in result.items() if not key.endswith("_per_frame")}
     curves = {m: result[f"{m}_per_frame"] for m in metrics if result.get(f"{m}_per_frame") is not None}
     run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes), per_frame=curves, num_samples=k)
-    for key, value in getattr(model, "resolved_in_training", {}).items():
-        run.notes[key] = f"{name}: {key}: {value}"
-    if collision_counts is not None:
-        run.notes["collision"] = (f"collision scores over {collision_counts} predicted steps of the annotated {split} "
-                                  f"clips; a step is a predicted collision when its probability is >= 0.5")
-    if checkpoint == "best" and getattr(dataset, "validation_is_test", False):
-        run.notes["validation"] = (f"{name}: its best checkpoint was selected on the test data (the "
-                                   f"{cfg['data']['name']} validation split is the test split unless set otherwise, as "
-                                   f"in OpenSTL); the config's comments show how to hold out a validation split")
+    _add_notes(run, model, dataset, split, checkpoint, collision_counts)
     if k > 1:
         run.best_of_samples = {key: v for key, v in best.items() if not key.endswith("_per_frame")}
         run.best_per_frame = {m: best[f"{m}_per_frame"] for m in metrics if best.get(f"{m}_per_frame") is not None}
@@ -317,21 +318,5 @@ def evaluate_run(
         xs, ys, ps = (np.concatenate([s[j] for s in shown])[:num_vis] for j in range(3))
         run.shown = tuple(_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
     if save_images and shown:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        xs, ys, ps = run.shown
-        title = f"{name}: {cfg['model']['backbone']['name']}" + (
-            f" + {cfg['model']['adapter']['name']}" if cfg["model"].get("adapter") else "")
-        grid_title = title + (f" (sample 1 of {k})" if k > 1 else "")
-        run.images.append(save_prediction_grid(out_dir / f"predictions_{split}.png", xs, ys, ps, title=grid_title))
-        if k > 1:
-            title += f" ({k} samples)"
-            shown_curves = {m: {f"best of {k}": run.best_per_frame[m], f"mean of {k}": curves[m]} if m in run.best_per_frame
-                            else curves[m] for m in curves}
-        else:
-            shown_curves = curves
-        run.images.append(save_metric_curves(out_dir / f"metrics_per_frame_{split}.png", shown_curves, title=title))
-        record = {"run": name, **result, "notes": run.notes}
-        if k > 1:
-            record = {"run": name, "samples": k, **result, "best_of_samples": best, "notes": run.notes}
-        (out_dir / f"metrics_{split}.json").write_text(json.dumps(record, indent=2))
+        _save_outputs(run, result, best, cfg, out_dir, split)
     return run

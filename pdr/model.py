@@ -5,16 +5,34 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .config import Config, component_kwargs
-from .errors import ConfigError
+from .errors import ConfigError, PDRError
 from .registry import ADAPTERS, BACKBONES, DATASETS
 
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
+    from .backbones.base import Backbone, BackboneOutput
+
 log = logging.getLogger("pdr")
+
+
+@dataclass
+class ModelOutput:
+    """What ``PDRModel.forward(..., return_output=True)`` returns.
+
+    frames: (B, T_out, C, H, W) the prediction, what ``forward`` returns by default.
+    aux_losses: named scalar losses the backbone computed in this call, already weighted ({} outside
+        training); the training loop adds them to its configured loss and logs each one.
+    """
+
+    frames: Tensor
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 def count_parameters(module: nn.Module | None) -> int:
@@ -25,7 +43,14 @@ class PDRModel(nn.Module):
     """Backbone + optional adapter, rolled out autoregressively when the backbone predicts
     a different number of frames per call than asked for."""
 
-    def __init__(self, backbone: nn.Module, adapter: nn.Module | None, in_frames: int, out_frames: int):
+    def __init__(self, backbone: Backbone, adapter: Adapter | None, in_frames: int, out_frames: int):
+        from .adapters.base import Adapter  # here, not at the top: ``import pdr`` does not load the model zoo
+        from .backbones.base import Backbone
+
+        if not isinstance(backbone, Backbone):
+            raise TypeError(f"backbone: expected a pdr.backbones.Backbone, got {type(backbone).__name__}")
+        if adapter is not None and not isinstance(adapter, Adapter):
+            raise TypeError(f"adapter: expected a pdr.adapters.Adapter, got {type(adapter).__name__}")
         super().__init__()
         self.backbone = backbone
         self.adapter = adapter
@@ -34,6 +59,7 @@ class PDRModel(nn.Module):
         self.in_shape = tuple(backbone.in_shape)
         self.backbone_frozen = False
         self.config = None  # the run's Config, set by pdr.load_run
+        self.resolved_in_training: dict[str, str] = {}  # resolved_choices() when the run began, set by pdr.load_run
         # The dataset's normalisation (raw = normalised * std + mean; None: frames are used as they are),
         # which ``predict`` applies; set by the training loop's checkpoints and pdr.load_run.
         self.data_mean: float | list[float] | None = None
@@ -95,61 +121,112 @@ class PDRModel(nn.Module):
             y = y + mean
         return y[0] if single else y
 
-    def _predict_chunk(self, x: Tensor, extra: dict) -> Tensor:
-        wants_features = self.adapter is not None and getattr(self.adapter, "source", "output") == "features"
-        out = self.backbone(x, return_features=True, **extra) if wants_features else self.backbone(x, **extra)
-        coarse, features = out if wants_features else (out, None)
+    def _check_input(self, x: Tensor, name: str = "model input") -> None:
+        if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"{name} must have shape (B, {', '.join(map(str, self.in_shape))}) = (B, T_in, C, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+
+    @property
+    def _needs_features(self) -> bool:
+        return self.adapter is not None and self.adapter.needs_features
+
+    def _backbone_inputs(self, targets: Tensor | None, step: int | None, extras: dict | None) -> dict:
+        """The keywords of a training call: ``targets``, ``step`` and the dataset extras the backbone names in
+        ``extra_inputs``; {} in eval mode and for backbones without ``uses_targets``."""
+        if not (self.backbone.uses_targets and self.training):
+            return {}
+        inputs = {"targets": targets, "step": step}
+        inputs.update({k: v for k, v in (extras or {}).items() if k in self.backbone.extra_inputs})
+        return inputs
+
+    def _call_backbone(self, x: Tensor, inputs: dict) -> BackboneOutput:
+        """One backbone call on x (B, T_in, C, H, W), with features when the adapter needs them."""
+        from .backbones.base import BackboneOutput
+
+        out = self.backbone(x, return_features=self._needs_features, **inputs)
+        if not isinstance(out, BackboneOutput):
+            raise TypeError(f"backbone {type(self.backbone).__name__}: forward returned {type(out).__name__}, "
+                            "expected a pdr.backbones.BackboneOutput(frames, features, aux_losses)")
+        if out.frames.dim() != 5 or out.frames.shape[1] < 1:
+            raise RuntimeError(f"backbone {type(self.backbone).__name__} returned {tuple(out.frames.shape)}, "
+                               "expected (B, T, C, H, W) with T >= 1")
+        return out
+
+    def refine(self, coarse: Tensor, features: Tensor | None = None) -> Tensor:
+        """The adapter on backbone frames (B, T, C, H, W) and their features (B, T, F, h, w): frames of the same
+        shape; the backbone frames themselves when there is no adapter."""
         return coarse if self.adapter is None else self.adapter(coarse, features)
 
     def forward(self, x: Tensor, targets: Tensor | None = None, step: int | None = None,
-                extras: dict | None = None) -> Tensor:
-        """x: (B, T_in, C, H, W) -> (B, T_out, C, H, W). ``targets``/``step`` reach backbones that
-        use ground truth during training (scheduled sampling) and are ignored otherwise; so do the
-        dataset's ``extras`` (labels such as ``collision`` (B, T_out)) named in the backbone's ``extra_inputs``."""
-        if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(
-                f"model input must have shape (B, {', '.join(map(str, self.in_shape))}) = (B, T_in, C, H, W), "
-                f"got {tuple(x.shape)}"
-            )
-        extra = {}
-        if getattr(self.backbone, "uses_targets", False) and self.training:
-            extra = {"targets": targets, "step": step}
-            wanted = getattr(self.backbone, "extra_inputs", ())
-            extra.update({k: v for k, v in (extras or {}).items() if k in wanted})
-        chunks, produced, window = [], 0, x
+                extras: dict | None = None, return_output: bool = False) -> Tensor | ModelOutput:
+        """x: (B, T_in, C, H, W) -> (B, T_out, C, H, W), or with ``return_output`` a ``ModelOutput`` holding
+        those frames and the auxiliary losses of this call (what the training loop adds to its loss).
+
+        ``targets``/``step`` reach backbones that use ground truth during training (scheduled sampling) and are
+        ignored otherwise; so do the dataset's ``extras`` (labels such as ``collision`` (B, T_out)) named in the
+        backbone's ``extra_inputs``. Each backbone call's frames go through the adapter; when the backbone
+        predicts fewer frames per call than asked for, the refined frames are fed back (a rollout).
+        """
+        self._check_input(x)
+        inputs = self._backbone_inputs(targets, step, extras)
+        chunks, coarse, losses, produced, window = [], [], [], 0, x
         while produced < self.out_frames:
-            y = self._predict_chunk(window, extra)
-            if y.dim() != 5 or y.shape[1] < 1:
-                raise RuntimeError(f"backbone {type(self.backbone).__name__} returned {tuple(y.shape)}, "
-                                   "expected (B, T, C, H, W) with T >= 1")
+            out = self._call_backbone(window, inputs)
+            y = self.refine(out.frames, out.features)
             take = min(y.shape[1], self.out_frames - produced)
             chunks.append(y[:, :take])
+            coarse.append(out.frames)
+            losses.append(out.aux_losses)
             produced += take
             if produced < self.out_frames:
                 window = torch.cat([window, y], dim=1)[:, -self.in_frames:]
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+        frames = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+        if not return_output:
+            return frames
+        aux = _mean_by_name(losses)
+        if inputs.get("targets") is not None:
+            rollout = coarse[0] if len(coarse) == 1 else torch.cat(coarse, dim=1)
+            aux.update(self.backbone.rollout_losses(rollout, inputs["targets"]))
+        return ModelOutput(frames, aux)
 
-    def auxiliary_losses(self) -> dict:
-        """Losses the backbone and adapter computed in the last forward call (e.g. an ELBO's KL term)."""
-        out = {}
-        for part in (self.backbone, self.adapter):
-            hook = getattr(part, "auxiliary_losses", None)
-            if callable(hook):
-                out.update(hook())
-        return out
+    def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1) -> Tensor:
+        """``num_samples`` futures per sequence, each refined by the adapter (with the sample's features when the
+        adapter needs them): x (B, T_in, C, H, W) -> (B, K, T_out * frame_rate, C, H, W).
+
+        Backbones with ``can_sample`` only. The caller picks the mode (``model.eval()``) and the gradient context.
+        """
+        if not self.backbone.can_sample:
+            raise PDRError(f"backbone {type(self.backbone).__name__} has no sample(x, num_samples, frame_rate) "
+                           "method: it predicts one future; use model(x)")
+        self._check_input(x, "x")
+        out = self.backbone.sample(x, num_samples, frame_rate=frame_rate, return_features=self._needs_features)
+        if self.adapter is None:
+            return out.frames
+        features = out.features
+        return torch.stack([self.refine(out.frames[:, i], None if features is None else features[:, i])
+                            for i in range(out.frames.shape[1])], dim=1)
 
     def resolved_choices(self) -> dict[str, str]:
         """The backbone's and adapter's ``resolved_choices()`` by dotted config key (``model.backbone.<arg>``)."""
         out = {}
         for where, part in (("model.backbone", self.backbone), ("model.adapter", self.adapter)):
-            hook = getattr(part, "resolved_choices", None)
-            if callable(hook):
-                out.update({f"{where}.{k}": v for k, v in hook().items()})
+            if part is not None:
+                out.update({f"{where}.{k}": v for k, v in part.resolved_choices().items()})
         return out
 
     def parameter_summary(self) -> dict[str, int]:
         return {"backbone": count_parameters(self.backbone), "adapter": count_parameters(self.adapter),
                 "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad)}
+
+
+def _mean_by_name(per_call: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """The auxiliary losses of the backbone calls of one rollout, averaged per name over the calls that have it."""
+    if len(per_call) == 1:
+        return dict(per_call[0])
+    names = dict.fromkeys(name for losses in per_call for name in losses)
+    return {name: torch.stack([losses[name] for losses in per_call if name in losses]).mean() for name in names}
 
 
 def _as_component(spec: str | dict | None) -> dict | None:
@@ -158,17 +235,17 @@ def _as_component(spec: str | dict | None) -> dict | None:
     return {"name": spec} if isinstance(spec, str) else dict(spec)
 
 
-def _build_backbone(spec: dict, in_shape: tuple[int, ...], out_frames: int) -> nn.Module:
+def _build_backbone(spec: dict, in_shape: tuple[int, ...], out_frames: int) -> Backbone:
     return BACKBONES.build(spec["name"], in_shape=in_shape, out_frames=out_frames, **component_kwargs(spec))
 
 
-def _build_adapter(spec: dict | None, in_shape: tuple[int, ...], backbone: nn.Module) -> nn.Module | None:
+def _build_adapter(spec: dict | None, in_shape: tuple[int, ...], backbone: Backbone) -> Adapter | None:
     if spec is None:
         return None
     return ADAPTERS.build(
         spec["name"],
         frame_shape=in_shape[1:],
-        feature_channels=getattr(backbone, "feature_channels", None),
+        feature_channels=backbone.feature_channels,
         **component_kwargs(spec),
     )
 

@@ -20,16 +20,6 @@ from typing import Any, Callable, Iterator
 from .arg_types import ArgumentTypeError, check_argument, signature
 from .errors import ConfigError, RegistryError
 
-# Modules that fill the built-in registries; imported on first lookup so that
-# ``import pdr.registry`` stays cheap and free of import cycles.
-_BUILTIN_MODULES = {
-    "backbone": ("pdr.backbones",),
-    "adapter": ("pdr.adapters",),
-    "dataset": ("pdr.data",),
-    "loss": ("pdr.losses",),
-}
-
-
 def closest_hint(key: str, candidates, cutoff: float = 0.6) -> str:
     """`` Did you mean 'x'?`` for the closest candidate (case-insensitive matches first), or ""."""
     candidates = list(candidates)
@@ -39,18 +29,24 @@ def closest_hint(key: str, candidates, cutoff: float = 0.6) -> str:
 
 
 class Registry:
-    """A mapping from names to classes or factory functions of one kind."""
+    """A mapping from names to classes or factory functions of one kind.
 
-    def __init__(self, kind: str):
+    ``package``: the package whose import registers the built-in entries (its ``__init__`` imports its
+    modules); imported on the first lookup, so that ``import pdr.registry`` stays cheap and free of
+    import cycles.
+    """
+
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
+        self.package = package
         self._entries: dict[str, Callable[..., Any]] = {}
         self._builtins_loaded = False
 
     def _load_builtins(self) -> None:
         if not self._builtins_loaded:
             self._builtins_loaded = True
-            for module in _BUILTIN_MODULES.get(self.kind, ()):
-                importlib.import_module(module)
+            if self.package:
+                importlib.import_module(self.package)
 
     def register(self, name: str | None = None, *, force: bool = False):
         """Decorator that adds a class or function under ``name`` (default: its lower-cased name)."""
@@ -66,6 +62,43 @@ class Registry:
             return obj
 
         return decorator
+
+    def register_preset(self, name: str, target: Callable[..., Any], *, doc: str, defaults: dict | None = None,
+                        fixed: dict | None = None, omit: tuple[str, ...] = ()) -> Callable[..., Any]:
+        """Register ``target`` under ``name`` with other defaults (TAU: SimVP with ``alpha = 0.1``).
+
+        The entry's signature is ``target``'s with ``defaults`` and ``fixed`` as the new defaults and
+        without the arguments in ``omit``, so that config keys are checked as for ``target``. A ``fixed``
+        argument may be given (configs written for the original set it) but only with its preset value,
+        strings in any case; another value is a ValueError naming the argument. Returns the factory.
+        """
+        defaults, fixed = dict(defaults or {}), dict(fixed or {})
+        params = signature(target).parameters
+        unknown = sorted((set(defaults) | set(fixed) | set(omit)) - set(params))
+        if unknown:
+            raise RegistryError(f"{self.kind} preset {name!r}: {target.__name__} has no argument {', '.join(unknown)}")
+        new = {**defaults, **fixed}
+        sig = inspect.Signature([p.replace(default=new[n]) if n in new else p
+                                 for n, p in params.items() if n not in omit])
+        var_keyword = next((n for n, p in params.items() if p.kind is p.VAR_KEYWORD), None)
+
+        def build(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for key, value in fixed.items():
+                given = bound.arguments[key]
+                if given != value and not (isinstance(given, str) and str(value).lower() == given.lower()):
+                    base = next((k for k, v in self._entries.items() if v is target), target.__name__)
+                    raise ValueError(f"{key}: {self.kind} {name!r} is {self.kind} {base!r} with {key} {value!r}, "
+                                     f"got {given!r}; use {self.kind} {base!r} for another {key}")
+                bound.arguments[key] = value
+            kwargs = bound.arguments.pop(var_keyword, {}) if var_keyword else {}
+            return target(**bound.arguments, **kwargs)  # by name: omitted arguments shift the positions
+
+        build.__signature__ = sig
+        build.__name__ = build.__qualname__ = name
+        build.__module__, build.__doc__ = target.__module__, doc
+        return self.register(name)(build)
 
     def names(self) -> list[str]:
         self._load_builtins()
@@ -132,10 +165,10 @@ def _key_error(key: str, message: str) -> ConfigError:
     return exc
 
 
-BACKBONES = Registry("backbone")
-ADAPTERS = Registry("adapter")
-DATASETS = Registry("dataset")
-LOSSES = Registry("loss")
+BACKBONES = Registry("backbone", package="pdr.backbones")
+ADAPTERS = Registry("adapter", package="pdr.adapters")
+DATASETS = Registry("dataset", package="pdr.data")
+LOSSES = Registry("loss", package="pdr.losses")
 
 
 def import_modules(modules, where: str = "imports") -> None:

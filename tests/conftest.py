@@ -5,12 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from pdr.render._extension import build_directory
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 sys.path.insert(0, str(Path(__file__).parent / "support"))  # test-only registry entries (tiny_backbones)
 os.environ["PDR_OFFLINE"] = "1"  # tests never download (LPIPS's AlexNet is fetched on first use otherwise)
+# One cache of compiled extensions for every process of a test run (CLI and torchrun subprocesses, the installed
+# copy): the CPU rasterizer is built at most once, by the first process that needs it (pdr.render._extension).
+os.environ.setdefault("PDR_EXTENSIONS_DIR", str(build_directory()))
 
 
 @pytest.fixture

@@ -35,10 +35,9 @@ def build(spec_name, in_shape, out_frames, adapter=None, seed=0):
 
 
 def step_loss(model, x, y, step=0):
-    pred = model(x, targets=y, step=step)
-    loss = F.mse_loss(pred, y)
-    aux = model.auxiliary_losses()
-    return loss + sum(aux.values()), pred
+    out = model(x, targets=y, step=step, return_output=True)
+    loss = F.mse_loss(out.frames, y)
+    return loss + sum(out.aux_losses.values()), out.frames
 
 
 def test_every_backbone_is_registered():
@@ -60,16 +59,16 @@ def test_shapes(spec, adapter, in_shape, t_out):
     with torch.no_grad():
         assert model(x).shape == y.shape
     model.train()
-    pred = model(x, targets=y, step=3)
-    assert pred.shape == y.shape and torch.isfinite(pred).all()
-    model.auxiliary_losses()
+    out = model(x, targets=y, step=3, return_output=True)
+    assert out.frames.shape == y.shape and torch.isfinite(out.frames).all()
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in out.aux_losses.values())
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_features_feed_predgs(spec):
     model = build(spec, (4, 2, 16, 16), 4, {**PREDGS, "source": "features"})
     backbone = model.backbone
-    _, features = backbone(torch.rand(2, 4, 2, 16, 16), return_features=True)
+    features = backbone(torch.rand(2, 4, 2, 16, 16), return_features=True).features
     assert features.shape[:3] == (2, backbone.frames_per_call, backbone.feature_channels)
     assert model(torch.rand(2, 4, 2, 16, 16)).shape == (2, 4, 2, 16, 16)
 
@@ -161,7 +160,6 @@ def test_state_dict_round_trip(spec, adapter, tmp_path):
     model.train()
     x = torch.rand(2, 4, 2, 16, 16)
     model(x, targets=torch.rand(2, 6, 2, 16, 16), step=0)  # move BatchNorm statistics off their defaults
-    model.auxiliary_losses()
     torch.save(model.state_dict(), tmp_path / "model.pt")
     fresh = build(spec, (4, 2, 16, 16), 6, ADAPTERS[adapter], seed=1)
     model.eval()
@@ -228,15 +226,12 @@ def test_tau_alpha_is_an_auxiliary_loss_over_the_whole_rollout():
     assert model.backbone.uses_targets
     x, y = torch.rand(2, 2, 1, 16, 16), torch.rand(2, 5, 1, 16, 16)
     model.train()
-    pred = model(x, targets=y, step=0)  # three backbone calls of 2 frames
-    copy.deepcopy(model)  # what the training graph leaves behind does not block a copy (EMA)
-    aux = model.auxiliary_losses()
-    expected = 0.5 * differential_divergence(pred, y)  # no adapter: the coarse frames are the prediction
-    torch.testing.assert_close(aux["ddr"], expected)
-    assert model.auxiliary_losses() == {}  # taken once
+    out = model(x, targets=y, step=0, return_output=True)  # three backbone calls of 2 frames
+    copy.deepcopy(model)  # the model keeps nothing of the training graph: a copy (EMA) works
+    expected = 0.5 * differential_divergence(out.frames, y)  # no adapter: the coarse frames are the prediction
+    torch.testing.assert_close(out.aux_losses["ddr"], expected)
     model.eval()
-    model(x)
-    assert model.auxiliary_losses() == {}
+    assert model(x, return_output=True).aux_losses == {}
     plain = pdr.create_model({"name": "simvp", **TINY_SIMVP}, (2, 1, 16, 16), 5)
     assert not plain.backbone.uses_targets
 
@@ -261,18 +256,62 @@ def test_sampling_probabilities_follow_openstl():
     assert torch.all(mask[:, :3] == 1) and 0.4 < mask[:, 3:].mean() < 0.6
 
 
+def test_recurrent_defaults_are_openstls_and_the_schedules():
+    from pdr.backbones.convlstm import ConvLSTM
+    from pdr.backbones.predrnn import PredRNN
+
+    defaults = ConvLSTM.default_settings()
+    assert PredRNN.default_settings() == defaults
+    # OpenSTL's ConvLSTM/PredRNN defaults (openstl/utils/parser.py, configs/mmnist)
+    assert {k: defaults[k] for k in ("filter_size", "stride", "patch_size", "layer_norm", "sampling_stop_iter",
+                                     "sampling_changing_rate", "r_sampling_step_1", "r_sampling_step_2")} == {
+        "filter_size": 5, "stride": 1, "patch_size": 4, "layer_norm": 0, "sampling_stop_iter": 50000,
+        "sampling_changing_rate": 0.00002, "r_sampling_step_1": 25000, "r_sampling_step_2": 50000}
+    assert SamplingSchedule.from_settings(defaults) == SamplingSchedule()
+
+
+@pytest.mark.parametrize("config,key,message", [
+    ("convlstm", "sampling_stop_itr=10", "unknown argument of backbone 'convlstm'. Did you mean 'sampling_stop_iter'?"),
+    ("predrnn", "r_exp_alfa=2.0", "unknown argument of backbone 'predrnn'. Did you mean 'r_exp_alpha'?"),
+    ("predrnn", "sampling_stop_iter=soon", "backbone 'predrnn' expected int (default: 50000), got str 'soon'"),
+    ("tau", "alfa=0.1", "unknown argument of backbone 'tau'. Did you mean 'alpha'?"),
+    ("tau", "groups=4", "unknown argument of backbone 'tau'."),
+    ("tau", "alpha=much", "backbone 'tau' expected float (default: 0.1), got str 'much'"),
+])
+def test_config_checks_the_arguments_of_recurrent_models_and_tau(config, key, message):
+    from pdr.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO / "configs" / "advected_fields" / f"{config}.yaml", [f"model.backbone.{key}"])
+    assert f"model.backbone.{key.split('=')[0]}: {message}" in str(info.value)
+
+
+def test_tau_is_simvp_with_the_tau_translator_and_ddr_on():
+    cfg = load_config(REPO / "configs" / "advected_fields" / "tau.yaml", ["model.backbone.model_type=TAU"])
+    assert cfg["model"]["backbone"]["model_type"] == "TAU"  # OpenSTL's TAU configs set it; any case
+    net = pdr.create_model({"name": "tau", **TINY_SIMVP}, (4, 1, 16, 16), 4).backbone
+    assert (net.model_type, net.alpha, net.uses_targets) == ("tau", 0.1, True)
+    torch.manual_seed(0)
+    tau = pdr.create_model({"name": "tau", **TINY_SIMVP}, (4, 1, 16, 16), 4).backbone
+    torch.manual_seed(0)
+    simvp = pdr.create_model({"name": "simvp", "model_type": "tau", "alpha": 0.1, **TINY_SIMVP}, (4, 1, 16, 16), 4)
+    simvp = simvp.backbone
+    assert list(tau.state_dict()) == list(simvp.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(tau.state_dict().values(), simvp.state_dict().values()))
+
+
 @pytest.mark.parametrize("spec", ["convlstm", "predrnn"])
 def test_targets_are_read_in_training_only(spec):
     net = build(spec, (3, 1, 16, 16), 4).backbone
     x, y1, y2 = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
     net.train()
-    a, b = net(x, targets=y1, step=0), net(x, targets=y2, step=0)  # step 0: teacher forcing (eta = 1)
+    a, b = net(x, targets=y1, step=0).frames, net(x, targets=y2, step=0).frames  # step 0: teacher forcing (eta = 1)
     torch.testing.assert_close(a[:, 0], b[:, 0])  # the first prediction sees the inputs only
     assert not torch.allclose(a[:, 1:], b[:, 1:])
-    late = net(x, targets=y1, step=10**6)  # past sampling_stop_iter: own predictions, like inference
-    torch.testing.assert_close(late, net(x))
+    late = net(x, targets=y1, step=10**6).frames  # past sampling_stop_iter: own predictions, like inference
+    torch.testing.assert_close(late, net(x).frames)
     net.eval()
-    torch.testing.assert_close(net(x, targets=y1, step=0), net(x))
+    torch.testing.assert_close(net(x, targets=y1, step=0).frames, net(x).frames)
 
 
 def test_patchify_round_trip_and_openstl_layout():

@@ -43,7 +43,7 @@ def frames(seed=0):
 def coarse_output(model: pdr.PDRModel, x: torch.Tensor) -> torch.Tensor:
     """What the wrapped model's backbone hands the adapter in a forward pass of the whole model."""
     seen = []
-    handle = model.backbone.register_forward_hook(lambda module, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    handle = model.backbone.register_forward_hook(lambda module, args, out: seen.append(out.frames))
     try:
         with torch.no_grad():
             model.eval()(x)
@@ -61,7 +61,7 @@ def test_a_predgs_run_starts_from_the_trained_backbone(tmp_path, repo, backbone_
     assert "loaded all" in caplog.text and "best.pt" in caplog.text
     x = frames()
     with torch.no_grad():
-        expected = trained(x)
+        expected = trained(x).frames
     torch.testing.assert_close(coarse_output(started.model, x), expected, rtol=0, atol=0)
     assert not torch.allclose(coarse_output(fresh.model, x), expected)  # random weights would not pass
     # the adapter keeps its own initialisation: the one a run without init_from gets from the same seed
@@ -226,7 +226,7 @@ def test_openstl_simvp_checkpoint_loads_into_our_simvp(tmp_path, model_type):
     torch.save(weights, tmp_path / "checkpoint.pth")
     x = frames(1)
     with torch.no_grad():
-        expected = source.backbone(x)
+        expected = source.backbone(x).frames
     for path in (tmp_path / "best.ckpt", tmp_path / "checkpoint.pth"):
         target = pdr.create_model(spec, (4, 2, 32, 32), 4, adapter={"name": "predgs", "num_gaussians": 16,
                                                                     "hidden": 8, "source": "output"})
@@ -286,7 +286,7 @@ def test_openstl_checkpoints_load_into_the_bridge(tmp_path, fake_openstl):
     torch.save({"state_dict": {f"model.{k}": v for k, v in network.items()}}, tmp_path / "lightning.ckpt")
     x = torch.rand(2, 4, 2, 16, 16)
     with torch.no_grad():
-        expected = source.backbone(x)
+        expected = source.backbone(x).frames
     for name in ("plain.pth", "lightning.ckpt"):
         target = pdr.create_model(spec, (4, 2, 16, 16), 4, adapter={"name": "predgs", "num_gaussians": 16,
                                                                     "hidden": 8})

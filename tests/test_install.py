@@ -60,7 +60,6 @@ def run(installed, script, *args, check=True):
     return proc
 
 
-@pytest.mark.slow
 def test_the_installed_copy_is_imported_and_ships_configs_and_sources(installed):
     site, _ = installed
     proc = run(installed, "python", "-c", "import pdr, pdr.resources as r, pdr.render._extension as c; "
@@ -86,7 +85,6 @@ for name in sys.argv[1:]:
 """
 
 
-@pytest.mark.slow
 def test_every_console_script_shows_its_own_name(installed):
     site, _ = installed
     assert run(installed, "pdr-train", "--help").stdout.startswith("usage: pdr-train ")
@@ -96,7 +94,6 @@ def test_every_console_script_shows_its_own_name(installed):
     assert [line.split()[:2] for line in lines] == [["usage:", script] for script in SCRIPTS]
 
 
-@pytest.mark.slow
 def test_installed_scripts_train_evaluate_and_check_data(installed):
     # configs/... names the shipped config: there is no configs/ folder here
     _, work = installed

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from pdr.backbones.latent_flow import losses as L
-from pdr.backbones.latent_flow.flow import compute_flows, load_flows, raft_weights_path, visibility_mask
 from pdr.backbones.latent_flow.model import LatentFlow
 from pdr.backbones.latent_flow.temporal import TemporalModel
 from pdr.backbones.latent_flow.ttt import (
@@ -17,10 +16,12 @@ from pdr.backbones.latent_flow.ttt import (
     ttt_loss,
 )
 from pdr.backbones.latent_flow.vae import LatentVAE
-from pdr.backbones.latent_flow.warp import compose_next, resize_flow, warp
-
+from pdr.backbones.latent_flow.warp import compose_next
 from pdr.config import load_config
+from pdr.data.flow_cache import load_flows
+from pdr.data.optical_flow import compute_flows, raft_weights_path, resize_flow, visibility_mask, warp
 from pdr.errors import ConfigError
+from pdr.registry import BACKBONES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,9 +65,9 @@ def test_every_temporal_head_has_shape_and_gradient():
 def test_backbone_forward_and_losses(phase):
     net = tiny_net(phase).train()
     x, y = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
-    out, feats = net(x, return_features=True, targets=y, collision=torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    result = net(x, return_features=True, targets=y, collision=torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    out, feats, aux = result.frames, result.features, result.aux_losses
     assert out.shape == y.shape and feats.shape == (2, 2, net.feature_channels, 16, 16)
-    aux = net.auxiliary_losses()
     expected = {"vae": {"recon", "perceptual", "kl"},
                 "temporal": {"latent", "flow_epe", "occlusion", "warp", "residual", "collision"}}
     expected["joint"] = expected["vae"] | expected["temporal"]
@@ -76,7 +77,8 @@ def test_backbone_forward_and_losses(phase):
     if frozen is not None:
         assert all(p.grad is None for p in frozen.parameters())
     net.eval()
-    assert net(x).shape == y.shape and net.auxiliary_losses() == {}
+    result = net(x)
+    assert result.frames.shape == y.shape and result.aux_losses == {}
 
 
 def test_128x128_rgb_with_predgs():
@@ -187,7 +189,8 @@ def test_bad_arguments_name_the_key():
     with pytest.raises(ValueError, match="divisible"):
         tiny_net("vae", size=18)
     with pytest.raises(ConfigError, match="model.backbone.vae_checkpoint"):
-        tiny_net("temporal", vae_checkpoint="/nonexistent/best.pt")
+        BACKBONES.build("latent_flow", in_shape=(3, 3, 16, 16), out_frames=2, phase="temporal",
+                        vae_checkpoint="/nonexistent/best.pt", **TINY)
 
 
 # ----------------------------------------------------------------------------- test-time training

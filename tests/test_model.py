@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pdr
-from pdr.backbones import Backbone
+from pdr.backbones import Backbone, BackboneOutput
 from pdr.config import config_from_dict
 from pdr.errors import ConfigError
 
@@ -28,7 +28,7 @@ def test_rollout_feeds_predictions_back():
 
         def forward(self, x, return_features=False):
             self.calls.append(x[:, :, 0, 0, 0].clone())
-            return x + x.shape[1]  # frame k of the next chunk = frame k of this one + T_in
+            return BackboneOutput(x + x.shape[1])  # frame k of the next chunk = frame k of this one + T_in
 
     backbone = Shift((2, 1, 4, 4), 5)
     model = pdr.PDRModel(backbone, None, in_frames=2, out_frames=5)
@@ -113,7 +113,7 @@ def test_rollout_with_the_adapter_feeds_refined_frames_back():
 
         def forward(self, x, return_features=False):
             self.calls.append(x.clone())
-            return x + 1.0
+            return BackboneOutput(x + 1.0)
 
     backbone = Shift((2, 1, 8, 8), 5)
     adapter = pdr.adapters.PredGS((1, 8, 8), num_gaussians=9, kernel_size=5, pool=2, hidden=8, fusion="add",

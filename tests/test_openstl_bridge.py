@@ -254,11 +254,11 @@ def test_direct_model_through_the_bridge(fake_openstl):
     model.eval()
     assert model(x).shape == y.shape  # rolled out: 3 + 3 + 1 frames
     model.train()
-    pred = model(x, targets=y, step=0)
-    copy.deepcopy(model)  # what the training graph leaves behind does not block a copy (EMA)
-    aux = model.auxiliary_losses()
+    out = model(x, targets=y, step=0, return_output=True)
+    copy.deepcopy(model)  # the model keeps nothing of the training graph: a copy (EMA) works
+    aux = out.aux_losses
     assert set(aux) == {"ddr"} and aux["ddr"] >= 0
-    (F.mse_loss(pred, y) + aux["ddr"]).backward()
+    (F.mse_loss(out.frames, y) + aux["ddr"]).backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
@@ -382,8 +382,9 @@ def test_real_openstl_models_train_through_the_bridge(openstl_models, spec):
     with torch.no_grad():
         assert model(x).shape == y.shape
     model.train()
-    pred = model(x, targets=y, step=5)
-    loss = F.mse_loss(pred, y) + sum(model.auxiliary_losses().values())
+    out = model(x, targets=y, step=5, return_output=True)
+    pred = out.frames
+    loss = F.mse_loss(pred, y) + sum(out.aux_losses.values())
     loss.backward()
     assert pred.shape == y.shape and torch.isfinite(loss)
 
@@ -408,7 +409,7 @@ def test_our_simvp_computes_what_openstl_computes(openstl_models, model_type):
         _copy_by_position(their, mine)
     x = torch.rand(2, *in_shape)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x))
+        torch.testing.assert_close(ours(x).frames, theirs(x))
 
 
 @needs_openstl
@@ -427,7 +428,7 @@ def test_our_predrnn_computes_what_openstl_computes(openstl_models):
     bridged.model.load_state_dict(theirs.state_dict())
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), bridged(x))
+        torch.testing.assert_close(ours(x).frames, bridged(x).frames)
 
 
 @needs_openstl

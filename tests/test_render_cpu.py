@@ -1,6 +1,7 @@
 """The C++ CPU backend against the float64 torch backend and the definition's own loop, and the behaviour
 every CPU backend shares: no Gaussians, non-finite means, double backward, backend selection."""
 import os
+import shutil
 import warnings
 
 import pytest
@@ -234,3 +235,37 @@ def test_extension_status_never_raises(monkeypatch, module):
     monkeypatch.setattr(module, "_status", None)
     monkeypatch.setattr(module, "load_extension", lambda: (_ for _ in ()).throw(RuntimeError("build failed: boom")))
     assert module.extension_status() == (False, "build failed: boom")
+
+
+@needs_cpu_extension
+def test_one_build_serves_every_copy_of_the_same_sources(monkeypatch, tmp_path):
+    """A copy of csrc/ elsewhere (an installed package, another checkout) loads the library built from this one
+    without building; a changed source gets a build of its own."""
+    def load():
+        return _extension.load_library(_cpu.EXTENSION_NAME, _cpu.SOURCES, False, "CPU rasterizer",
+                                       _cpu.why_unbuildable, extra_cflags=_cpu.compile_flags())
+
+    built = load()
+    copy = tmp_path / "csrc"
+    shutil.copytree(_extension.source_directory(), copy)
+    monkeypatch.setattr(_extension, "source_directory", lambda: copy)
+    monkeypatch.setattr(_extension, "build", lambda *args, **kwargs: pytest.fail("built again"))
+    assert load() == built
+    key = _extension.content_key(_cpu.SOURCES, sorted({"extra_cflags": _cpu.compile_flags()}.items()))
+    assert built.parent.name == key
+    (copy / "predgsplat_math.h").write_text((copy / "predgsplat_math.h").read_text() + "\n// changed\n")
+    assert _extension.content_key(_cpu.SOURCES, sorted({"extra_cflags": _cpu.compile_flags()}.items())) != key
+
+
+def test_an_ahead_of_time_module_that_records_its_sources_is_checked_by_content(monkeypatch, tmp_path):
+    built = tmp_path / "_C_cpu.so"
+    built.write_bytes(b"")
+    os.utime(built, (0, 0))  # older than the sources, as after a wheel's install: not a reason to warn
+    fake = type("Module", (), {"__file__": str(built), "sources_digest": _extension.sources_digest(_cpu.SOURCES)})
+    monkeypatch.setattr(_extension.importlib, "import_module", lambda name: fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake
+    fake.sources_digest = "0" * 16
+    with pytest.warns(RuntimeWarning, match=r"pdr\._C_cpu .* was built from other sources than predgsplat_cpu\.cpp"):
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake

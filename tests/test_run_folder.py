@@ -57,7 +57,7 @@ def test_resume_of_a_missing_folder_fails_at_once_and_creates_nothing(repo, tmp_
     def no_data(*args, **kwargs):
         raise AssertionError("the data was built before the missing run folder was noticed")
 
-    monkeypatch.setattr("pdr.engine.trainer.build_dataset", no_data)
+    monkeypatch.setattr("pdr.data.loader.build_dataset", no_data)
     missing = tmp_path / "never" / "trained"
     assert train(repo, missing, resume=True) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -61,17 +61,19 @@ def test_shapes_in_training_eval_and_sampling(stochastic, frame):
     model = make(stochastic, in_shape=(3, *frame), out_frames=5)
     x, y = torch.rand(2, 3, *frame), torch.rand(2, 5, *frame)
     model.train()
-    assert model(x, targets=y, step=0).shape == (2, 5, *frame)
-    losses = model.auxiliary_losses()
+    out = model(x, targets=y, step=0, return_output=True)
+    assert out.frames.shape == (2, 5, *frame)
+    losses = out.aux_losses
     assert set(losses) == ({"recon_obs", "kl_z", "kl_y"} if stochastic else {"recon_obs"})
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
     model.eval()
     with torch.no_grad():
-        assert model(x).shape == (2, 5, *frame)
-        assert model.auxiliary_losses() == {}
-        assert model.backbone.sample(x, 3).shape == (2, 3, 5, *frame)
-        assert model.backbone.sample(x, 2, frame_rate=3).shape == (2, 2, 15, *frame)
-        _, features = model.backbone(x, return_features=True)
+        out = model(x, return_output=True)
+        assert out.frames.shape == (2, 5, *frame)
+        assert out.aux_losses == {}
+        assert model.backbone.sample(x, 3).frames.shape == (2, 3, 5, *frame)
+        assert model.backbone.sample(x, 2, frame_rate=3).frames.shape == (2, 2, 15, *frame)
+        features = model.backbone(x, return_features=True).features
         assert features.shape == (2, 5, model.backbone.feature_channels, *frame[1:])
 
 
@@ -107,7 +109,7 @@ def test_zero_field_keeps_the_state_and_the_frames_constant(stochastic):
     assert states.shape == (2, 11, SMALL["y_dim"])
     torch.testing.assert_close(states, y1.unsqueeze(1).expand_as(states), rtol=0, atol=0)
     with torch.no_grad():
-        frames = model.backbone.sample(torch.rand(2, 3, 1, 16, 16), 2)
+        frames = model.backbone.sample(torch.rand(2, 3, 1, 16, 16), 2).frames
     torch.testing.assert_close(frames, frames[:, :, :1].expand_as(frames))
 
 
@@ -145,9 +147,9 @@ def test_higher_frame_rate_keeps_the_training_frames(stochastic):
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
         torch.manual_seed(3)
-        once = model.backbone.sample(x, 2, frame_rate=1)
+        once = model.backbone.sample(x, 2, frame_rate=1).frames
         torch.manual_seed(3)
-        twice = model.backbone.sample(x, 2, frame_rate=2)
+        twice = model.backbone.sample(x, 2, frame_rate=2).frames
     assert twice.shape[2] == 2 * once.shape[2]
     torch.testing.assert_close(twice[:, :, 1::2], once, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(twice[:, :, 0::2], once)  # the new frames lie in between
@@ -164,8 +166,8 @@ def test_kl_is_zero_when_the_posterior_equals_the_prior():
     for head in (model.backbone.prior[-1].linear, model.backbone.posterior_head.linear):
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)  # both give N(0, softplus(0) + min_std) whatever their input
-    model(torch.rand(2, 3, 1, 16, 16), targets=torch.rand(2, 4, 1, 16, 16), step=0)
-    losses = model.auxiliary_losses()
+    out = model(torch.rand(2, 3, 1, 16, 16), targets=torch.rand(2, 4, 1, 16, 16), step=0, return_output=True)
+    losses = out.aux_losses
     assert losses["kl_z"].item() == 0.0 and losses["kl_y"].item() > 0
 
 
@@ -175,8 +177,7 @@ def test_beta_and_warmup_scale_the_kl_terms():
     for beta, warmup, step in ((1.0, 0, 5), (2.0, 0, 5), (2.0, 10, 5)):
         model = make(True, beta=beta, kl_warmup_steps=warmup).train()
         torch.manual_seed(1)
-        model(x, targets=y, step=step)
-        values[(beta, warmup)] = model.auxiliary_losses()["kl_z"].item()
+        values[(beta, warmup)] = model(x, targets=y, step=step, return_output=True).aux_losses["kl_z"].item()
     assert values[(2.0, 0)] == pytest.approx(2 * values[(1.0, 0)], rel=1e-5)
     assert values[(2.0, 10)] == pytest.approx(values[(1.0, 0)], rel=1e-5)  # half-way through the warm-up
 
@@ -184,15 +185,15 @@ def test_beta_and_warmup_scale_the_kl_terms():
 def test_samples_differ_when_stochastic_and_agree_when_deterministic():
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
-        stochastic = make(True).eval().backbone.sample(x, 4)
-        deterministic = make(False).eval().backbone.sample(x, 4)
+        stochastic = make(True).eval().backbone.sample(x, 4).frames
+        deterministic = make(False).eval().backbone.sample(x, 4).frames
     for i in range(4):
         for j in range(i + 1, 4):
             assert not torch.allclose(stochastic[:, i], stochastic[:, j])
     torch.testing.assert_close(deterministic, deterministic[:, :1].expand_as(deterministic), rtol=0, atol=0)
     with torch.no_grad():  # eval forward: the deterministic path, or one prior sample
         model = make(False).eval()
-        torch.testing.assert_close(model(x), model.backbone.sample(x, 1)[:, 0])
+        torch.testing.assert_close(model(x), model.backbone.sample(x, 1).frames[:, 0])
 
 
 def test_best_of_k_is_never_worse_than_the_mean_of_k():
@@ -223,9 +224,9 @@ def test_predgs_wrapped_model_samples_and_trains_a_step():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    pred = model(x, targets=y, step=0)  # as the trainer does: configured loss + auxiliary losses
-    losses = model.auxiliary_losses()
-    loss = torch.nn.functional.mse_loss(pred, y) + sum(losses.values())
+    out = model(x, targets=y, step=0, return_output=True)  # as the trainer does: configured loss + auxiliary losses
+    losses = out.aux_losses
+    loss = torch.nn.functional.mse_loss(out.frames, y) + sum(losses.values())
     loss.backward()
     assert {"kl_z", "kl_y", "recon_obs"} <= set(losses)
     for name in ("backbone.posterior_head.linear.weight", "backbone.prior.2.linear.weight",
@@ -239,7 +240,7 @@ def test_predgs_wrapped_model_samples_and_trains_a_step():
         assert samples.shape == (2, 3, 4, 1, 16, 16)
         # each sample went through the adapter: the same as the adapter applied to the backbone's sample
         torch.manual_seed(5)
-        raw = model.backbone.sample(x, 3)
+        raw = model.backbone.sample(x, 3).frames
         torch.manual_seed(5)
         torch.testing.assert_close(sample_predictions(model, x, 3)[:, 1], model.adapter(raw[:, 1]))
 
@@ -264,9 +265,9 @@ def test_save_load_round_trip(tmp_path):
     x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
         torch.manual_seed(7)
-        a = model.backbone.sample(x, 3, frame_rate=2)
+        a = model.backbone.sample(x, 3, frame_rate=2).frames
         torch.manual_seed(7)
-        b = other.backbone.sample(x, 3, frame_rate=2)
+        b = other.backbone.sample(x, 3, frame_rate=2).frames
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

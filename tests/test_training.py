@@ -88,7 +88,7 @@ def conv_cfg(tmp_path, *extra):
 
 
 def test_repeated_non_finite_losses_stop_the_run_and_keep_the_checkpoint(tmp_path):
-    from pdr.engine.trainer import NonFiniteLossError
+    from pdr.engine.nonfinite import NonFiniteLossError
 
     trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=12", "train.max_nonfinite_steps=3"),
                       tmp_path / "run", show_progress=False)

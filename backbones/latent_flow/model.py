@@ -12,54 +12,35 @@ autoregressively and decoded: one call returns all ``out_frames`` frames.
 
 Phases (``phase``): ``vae`` trains the VAE alone (the backbone auto-encodes the target frames in training,
 so the trainer's loss is the reconstruction; in eval it repeats the reconstruction of the last observed
-frame); ``temporal`` loads ``vae_checkpoint``, freezes the VAE and trains the temporal model; ``joint``
-loads ``temporal_checkpoint`` (or ``vae_checkpoint``) and trains everything.  Auxiliary losses, balanced
-by learned uncertainty weights, are returned by ``auxiliary_losses()`` as ``lf_<name>``.
+frame); ``temporal`` freezes the VAE (the vae phase's, ``vae_checkpoint``) and trains the temporal model;
+``joint`` (from ``temporal_checkpoint`` or ``vae_checkpoint``) trains everything. The factory loads those
+checkpoints (phases.py).  Auxiliary losses, balanced
+by learned uncertainty weights, are returned in the output's ``aux_losses`` as ``lf_<name>``.
 
 Flow targets are computed online from the training frames (OpenCV Farneback, frames assumed in [0, 1]).
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from pdr.errors import CheckpointError, ConfigError
-from pdr.registry import BACKBONES
+from pdr.data.optical_flow import flow_targets, resize_flow, warp
+from pdr.errors import ConfigError
 
-from ..base import Backbone
+from ..base import Backbone, BackboneOutput
 from . import losses as L
-from .flow import flow_targets
 from .temporal import TemporalModel
 from .vae import LatentVAE
-from .warp import compose_next, resize_flow, warp
+from .warp import compose_next
 
-log = logging.getLogger("pdr")
 PHASES = ("vae", "temporal", "joint")
 FLOW_SOURCES = ("online", "precomputed", "none")
 VAE_LOSSES = ("recon", "perceptual", "kl")
 TEMPORAL_LOSSES = ("latent", "flow_epe", "occlusion", "warp", "residual", "collision")
 
 
-def load_backbone_state(path: str | Path, key: str = "model.backbone.vae_checkpoint") -> dict:
-    """The backbone weights (prefix ``backbone.`` stripped) of a checkpoint written by the Trainer."""
-    from pdr.engine.checkpoint import load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{key}: checkpoint not found: {path} (train the previous phase first, then pass "
-                          f"--set {key}=<run>/checkpoints/best.pt)")
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise ConfigError(f"{key}: {exc}") from exc
-    return {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
-
-
-@BACKBONES.register("latent_flow")
 class LatentFlow(Backbone):
     """VAE + latent flow temporal model (module docstring).  (B, T_in, C, H, W) -> (B, T_out, C, H, W).
 
@@ -72,8 +53,6 @@ class LatentFlow(Backbone):
         hidden: channels of the ConvGRU and the heads.
         layers: ConvGRU cells.
         max_flow: bound of the predicted flow in latent pixels (tanh-scaled).
-        vae_checkpoint: a Trainer checkpoint of the vae phase (needed by phase temporal).
-        temporal_checkpoint: a Trainer checkpoint of the temporal phase (phase joint).
         perceptual: "auto" (DINOv2 when cached, else fixed random conv features), "dino", "random", "none".
         flow_targets: "online" (Farneback on the batch frames), "precomputed" (the flows tools/precompute_flow.py
             stored next to the videos, handed over by the dataset: CLEVRER's ``return_flows: true``) or "none"
@@ -84,13 +63,13 @@ class LatentFlow(Backbone):
     """
 
     uses_targets = True
+    predicts_collisions = True
     # from the dataset in training: CLEVRER's collision labels (data.return_collision) and its
     # precomputed flows (data.return_flows)
     extra_inputs = ("collision", "flow_backward", "flow_visible")
 
     def __init__(self, in_shape: Sequence[int], out_frames: int, phase: str = "joint", latent_channels: int = 8,
                  nf: int = 32, levels: int = 2, hidden: int = 64, layers: int = 2, max_flow: float = 4.0,
-                 vae_checkpoint: str | None = None, temporal_checkpoint: str | None = None,
                  perceptual: str = "auto", flow_targets: str = "online", loss_weights: dict | None = None,
                  output_activation: str = "sigmoid"):
         super().__init__(in_shape, out_frames)
@@ -124,47 +103,17 @@ class LatentFlow(Backbone):
                              f"choose among {list(VAE_LOSSES + TEMPORAL_LOSSES)}")
         self.weighting = L.UncertaintyWeighting(  # weights of losses another phase uses are ignored here
             names, {k: v for k, v in (loss_weights or {}).items() if k in names})
-        self._aux: dict[str, Tensor] = {}
         self.raw_losses: dict[str, float] = {}
-        self._load_phase_weights(vae_checkpoint, temporal_checkpoint)
         for p in (self.temporal.parameters() if phase == "vae" else ()):
             p.requires_grad_(False)
         for p in (self.vae.parameters() if phase == "temporal" else ()):
             p.requires_grad_(False)
-
-    # ------------------------------------------------------------------ weights of the previous phase
-
-    def _load_phase_weights(self, vae_ckpt: str | None, temporal_ckpt: str | None) -> None:
-        if self.phase == "temporal" and not vae_ckpt:
-            log.warning("latent_flow phase temporal without model.backbone.vae_checkpoint: the frozen VAE is "
-                        "randomly initialised")
-        if temporal_ckpt:
-            state = load_backbone_state(temporal_ckpt, "model.backbone.temporal_checkpoint")
-            self._load_part(self.vae, state, "vae.", temporal_ckpt)
-            self._load_part(self.temporal, state, "temporal.", temporal_ckpt)
-        elif vae_ckpt:
-            self._load_part(self.vae, load_backbone_state(vae_ckpt), "vae.", vae_ckpt)
-
-    @staticmethod
-    def _load_part(module, state: dict, prefix: str, path) -> None:
-
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part)
-        except RuntimeError as exc:
-            raise ConfigError(f"{path}: its '{prefix[:-1]}' weights do not fit this latent_flow configuration "
-                              f"(different sizes?): {str(exc).splitlines()[0]}") from exc
-        log.info("latent_flow: loaded the %s weights of %s", prefix[:-1], path)
 
     # ------------------------------------------------------------------ contract
 
     @property
     def frames_per_call(self) -> int:
         return self.out_frames
-
-    def auxiliary_losses(self) -> dict:
-        """``lf_<name>``: uncertainty-weighted losses of the last training forward ({} in eval)."""
-        return dict(self._aux)
 
     def resolved_choices(self) -> dict[str, str]:
         """The perceptual network and the source of the flow targets this phase trains with."""
@@ -290,9 +239,9 @@ class LatentFlow(Backbone):
             out["collision"] = L.focal_loss(roll["collision"][:, t_in - 1:], collision)
         return out
 
-    def _set_aux(self, raw: dict, unused: tuple[Tensor, ...] = ()) -> None:
-        """Weight the raw losses into ``lf_<name>`` terms. ``unused``: outputs no loss of this batch reads
-        (the collision logits of a batch without labels)."""
+    def _weighted(self, raw: dict, unused: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
+        """The raw losses weighted into ``lf_<name>`` terms (and kept, as numbers, in ``raw_losses``). ``unused``:
+        outputs no loss of this batch reads (the collision logits of a batch without labels)."""
         raw = {k: v for k, v in raw.items() if k in self.weighting.log_vars}
         self.raw_losses = {k: float(v.detach()) for k, v in raw.items()}
         aux = {f"lf_{k}": v for k, v in self.weighting(raw).items()}
@@ -302,16 +251,16 @@ class LatentFlow(Backbone):
         if idle and aux:
             first = next(iter(aux))
             aux[first] = aux[first] + sum(0.0 * t.sum() for t in idle)
-        self._aux = aux
+        return aux
 
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
                 step: int | None = None, collision: Tensor | None = None, flow_backward: Tensor | None = None,
-                flow_visible: Tensor | None = None):
-        """x (B, T_in, C, H, W) -> (B, T_out, C, H, W) (and decoder features (B, T_out, nf, H, W)).
+                flow_visible: Tensor | None = None) -> BackboneOutput:
+        """x (B, T_in, C, H, W) -> frames (B, T_out, C, H, W) (and decoder features (B, T_out, nf, H, W) when asked).
 
-        In training with ``targets`` (B, T_out, C, H, W) the losses of the phase are computed; ``collision``
+        In training with ``targets`` (B, T_out, C, H, W) the losses of the phase are the auxiliary losses; ``collision``
         (B, T_out) labels, when given, add the collision focal loss. ``flow_backward`` (B, T-1, 2, H, W) and
         ``flow_visible`` (B, T-1, 1, H, W), over the T = T_in + T_out frames, are the precomputed targets that
         ``flow_targets: precomputed`` needs.
@@ -319,7 +268,7 @@ class LatentFlow(Backbone):
         if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"latent_flow: x must have shape (B, {', '.join(map(str, self.in_shape))}), "
                              f"got {tuple(x.shape)}")
-        self._aux = {}
+        aux: dict[str, Tensor] = {}
         t_in = x.shape[1]
         train = self.training and targets is not None
         seq = torch.cat([x, targets.to(x.dtype)], 1) if train else x
@@ -327,13 +276,13 @@ class LatentFlow(Backbone):
             if train:
                 mean, logvar = self.encode(seq)
                 rec, feats = self.decode(self.vae.sample(mean, logvar))
-                self._set_aux(self._vae_losses(seq, rec, mean, logvar))
+                aux = self._weighted(self._vae_losses(seq, rec, mean, logvar))
                 frames, feats = rec[:, t_in:], feats[:, t_in:]
             else:  # the VAE alone predicts "nothing moves": the last frame's reconstruction, repeated
                 frames, feats = self.decode(self.encode(x[:, -1:])[0])
                 frames = frames.expand(-1, self.out_frames, -1, -1, -1)
                 feats = feats.expand(-1, self.out_frames, -1, -1, -1)
-            return (frames, feats) if return_features else frames
+            return BackboneOutput(frames, feats if return_features else None, aux)
 
         if self.phase == "temporal":
             with torch.no_grad():
@@ -350,8 +299,8 @@ class LatentFlow(Backbone):
             if self.phase == "joint":
                 rec, _ = self.decode(z)
                 raw.update(self._vae_losses(seq, rec, mean, logvar))
-            self._set_aux(raw, unused=() if collision is not None else (roll["collision"],))
-        return (frames, feats) if return_features else frames
+            aux = self._weighted(raw, unused=() if collision is not None else (roll["collision"],))
+        return BackboneOutput(frames, feats if return_features else None, aux)
 
 
 def flow_warp_frames(frames: Tensor, flows: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from ..base import BackboneOutput
 from .losses import l1
 from .model import LatentFlow, flow_warp_frames
 
@@ -79,6 +80,7 @@ def predict_with_ttt(model: nn.Module, x: Tensor, steps: int, lr: float = 1e-4) 
     with restored_flow_head(net):
         history = adapt_flow_head(net, x, steps, lr) if steps > 0 else []
         with torch.no_grad():
-            pred = model(x)
+            out = model(x)
+    pred = out.frames if isinstance(out, BackboneOutput) else out  # the backbone's output or a PDRModel's frames
     model.train(was_training)
     return pred, history

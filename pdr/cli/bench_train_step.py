@@ -15,9 +15,9 @@ import time
 import torch
 
 from ..config import load_config, validate_config
-from ..engine import resolve_device
 from ..losses import build_loss
 from ..model import build_model, data_shape
+from ..runtime import resolve_device
 from .common import ArgumentParser, friendly_errors, program
 
 

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         from ..metrics import set_offline
 
         set_offline()
-    from ..engine import resolve_device
+    from ..runtime import resolve_device
     from ..evaluation import evaluate_run
     from ..metrics import load_lpips
 

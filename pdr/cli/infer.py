@@ -39,11 +39,10 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging()
     import torch
-    from ..backbones.latent_flow.inference import load_model, run_inference
-    from ..backbones.latent_flow.videos import find_videos
-
-    from ..engine import resolve_device
+    from ..data.videos import find_videos
     from ..errors import PDRError
+    from ..inference import load_model, run_inference
+    from ..runtime import resolve_device
 
     if args.num_input_frames < 2 or args.num_pred_frames < 1 or args.ttt_steps < 0:
         raise PDRError("--num-input-frames must be >= 2, --num-pred-frames >= 1 and --ttt-steps >= 0")

@@ -4,7 +4,7 @@
 
 Each frame folder ``<video>/`` gets ``<video>/flow.npz`` and each video file ``<name>.mp4`` gets
 ``<name>_flow.npz`` with ``forward``/``backward`` flows (T-1, 2, H, W) and the forward-backward ``visible``
-mask (T-1, 1, H, W); see pdr/backbones/latent_flow/flow.py. RAFT (torchvision, large) is used when its
+mask (T-1, 1, H, W); see pdr/data/optical_flow.py. RAFT (torchvision, large) is used when its
 weights are in the torch hub cache (nothing is downloaded), otherwise OpenCV's Farneback.
 """
 from __future__ import annotations
@@ -32,14 +32,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging()
-    from ..backbones.latent_flow.flow import (
-        cache_path,
-        compute_flows,
-        load_raft,
-        raft_weights_path,
-        save_flows,
-    )
-    from ..backbones.latent_flow.videos import find_videos, read_any
+    from ..data.flow_cache import cache_path, save_flows
+    from ..data.optical_flow import compute_flows, load_raft, raft_weights_path
+    from ..data.videos import find_videos, read_any
 
     raft = None
     if args.method in ("auto", "raft"):

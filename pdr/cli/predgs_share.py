@@ -65,10 +65,8 @@ def render_share(run: str | Path, checkpoint: str = "best", max_batches: int | N
     for i, (x, y, *_) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        wants_features = adapter.source == "features"
-        out = model.backbone(x, return_features=True) if wants_features else model.backbone(x)
-        coarse, features = out if wants_features else (out, None)
-        coarse = coarse[:, : y.shape[1]]
+        out = model.backbone(x, return_features=adapter.needs_features)
+        coarse, features = out.frames[:, : y.shape[1]], out.features
         parts = fusion_parts(adapter, coarse, features)
         fused = parts["coarse"] + parts["rendered"]
         if i == 0 and not torch.allclose(fused, model(x), atol=1e-4):  # the decomposition must be the model

@@ -1,6 +1,7 @@
 """What every dataset provides: (inputs, targets) pairs and the statistics to undo its normalisation."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -10,6 +11,13 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 
 SPLITS = ("train", "val", "test")
+
+
+def file_status(path: Path) -> str:
+    """One line of a dataset's file list (``describe_files``): the file's name, present with its size or missing."""
+    if path.is_file():
+        return f"  [present] {path.name} ({path.stat().st_size / 2**20:.1f} MiB)"
+    return f"  [missing] {path.name}"
 
 
 def split_batch(batch, device=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -52,6 +60,13 @@ class VideoDataset(Dataset):
     def frame_shape(cls, **kwargs) -> tuple[int, int, int]:
         """(C, H, W) of one frame for these dataset arguments, without touching any data."""
         raise NotImplementedError
+
+    @classmethod
+    def describe_files(cls, root: Path, **kwargs) -> list[str] | None:
+        """Lines for a person to read: which files of a download in ``root`` this dataset would read with
+        these dataset arguments, present or missing (tools/prepare_data.py); None for a dataset that
+        describes no download (generated data)."""
+        return None
 
     def check_frame_count(self, available: int, name: str, key: str) -> None:
         needed = self.in_frames + self.out_frames

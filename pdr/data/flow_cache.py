@@ -2,8 +2,8 @@
 
 A frame folder ``<video>/`` gets ``<video>/flow.npz`` and a video file ``<name>.mp4`` gets
 ``<name>_flow.npz``, holding ``forward``/``backward`` (T-1, 2, H, W) float16, ``visible``
-(T-1, 1, H, W) uint8 and ``method``. Datasets read it (CLEVRER's ``return_flows``), the latent flow
-package writes it.
+(T-1, 1, H, W) uint8 and ``method`` ("raft_large" or "farneback"). Datasets read it (CLEVRER's
+``return_flows``); tools/precompute_flow.py writes the flows of ``pdr.data.optical_flow.compute_flows``.
 """
 from __future__ import annotations
 

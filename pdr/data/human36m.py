@@ -9,6 +9,7 @@ an error unless ``resize: true``. OpenSTL validates on the test subjects; ``val_
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError
@@ -74,3 +75,13 @@ class Human36M(ClipDataset):
     @classmethod
     def frame_shape(cls, image_size: int = 256, **_) -> tuple[int, int, int]:
         return (3, image_size, image_size)
+
+    @classmethod
+    def describe_files(cls, root: Path, **_) -> list[str]:
+        folders = [p for p in find_sources(root) if p.is_dir()]
+        per_subject = Counter(subject_of(p.relative_to(root)) for p in folders)
+        lines = [f"  S{s}: {per_subject.get(s, 0)} frame folders" for s in (1, 5, 6, 7, 8, 9, 11)]
+        unnamed = per_subject.get(None, 0)
+        if unnamed:
+            lines.append(f"  {unnamed} frame folders without a subject (S<number>) in their path: ignored")
+        return lines

@@ -10,6 +10,7 @@ size mismatch is an error. OpenSTL validates on the test persons; ``val_persons`
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError
@@ -77,3 +78,14 @@ class KTH(ClipDataset):
     @classmethod
     def frame_shape(cls, image_size: int = 128, **_) -> tuple[int, int, int]:
         return (1, image_size, image_size)
+
+    @classmethod
+    def describe_files(cls, root: Path, **_) -> list[str]:
+        found = [info for p in find_sources(root) if (info := parse_name(p))]
+        per_action = Counter(action for _, action, _ in found)
+        persons = sorted({person for person, _, _ in found})
+        lines = [f"  {action}: {per_action.get(action, 0)} videos (100 expected: 25 persons x 4 scenarios)"
+                 for action in ACTIONS]
+        missing = sorted(set(range(1, 26)) - set(persons))
+        lines.append(f"  persons present: {len(persons)} of 25" + (f"; missing {missing}" if missing else ""))
+        return lines

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .base import SPLITS, VideoDataset
+from .base import SPLITS, VideoDataset, file_status
 
 MNIST_URL = "http://yann.lecun.com/exdb/mnist/ (or any MNIST mirror, e.g. torchvision.datasets.MNIST(download=True))"
 TEST_SEQ_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -147,6 +147,17 @@ class MovingMNIST(VideoDataset):
     @classmethod
     def frame_shape(cls, image_size: int = 64, **_) -> tuple[int, int, int]:
         return (1, image_size, image_size)
+
+    @classmethod
+    def describe_files(cls, root: Path, **_) -> list[str]:
+        lines = []
+        for prefix in ("train", "t10k"):
+            found = find_idx(root, prefix)
+            lines.append(file_status(found) if found else f"  [missing] {prefix}-images-idx3-ubyte[.gz]")
+        test_file = root / "mnist_test_seq.npy"
+        lines.append(file_status(test_file) + ("" if test_file.is_file()
+                                                else " (optional: the test set is generated instead)"))
+        return lines
 
     def _open_test_file(self, path: Path) -> np.ndarray:
         try:

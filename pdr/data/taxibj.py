@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import DataError
 from ..optional import require
 from ..registry import DATASETS
-from .base import VideoDataset
+from .base import VideoDataset, file_status
 
 NPZ_NAME = "dataset.npz"
 H5_NAMES = tuple(f"BJ{year}_M32x32_T30_InOut.h5" for year in (13, 14, 15, 16))
@@ -143,6 +143,12 @@ class TaxiBJ(VideoDataset):
     @classmethod
     def frame_shape(cls, **_) -> tuple[int, int, int]:
         return (2, 32, 32)
+
+    @classmethod
+    def describe_files(cls, root: Path, **_) -> list[str]:
+        lines = [file_status(root / NPZ_NAME)] + [file_status(root / name) for name in H5_NAMES]
+        lines.append("  (either dataset.npz or the h5 files are enough)")
+        return lines
 
     def _init_npz(self, val_fraction: float) -> None:
         path = self.root / NPZ_NAME

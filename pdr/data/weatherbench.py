@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..optional import require
 from ..registry import DATASETS
-from .base import VideoDataset
+from .base import VideoDataset, file_status
 
 VARIABLES = {
     "t2m": "2m_temperature",
@@ -176,6 +176,20 @@ class WeatherBench(VideoDataset):
     @classmethod
     def frame_shape(cls, variable="t2m", **_) -> tuple[int, int, int]:
         return (1 if isinstance(variable, str) else len(variable), 32, 64)
+
+    @classmethod
+    def describe_files(cls, root: Path, variable="t2m", train_years=(2010, 2015), val_years=(2016, 2016),
+                       test_years=(2017, 2018), **_) -> list[str]:
+        lines = []
+        for short in [variable] if isinstance(variable, str) else variable:
+            folder = VARIABLES.get(short, short)
+            for split, years in (("train", train_years), ("val", val_years), ("test", test_years)):
+                for year in _years(years, f"{split}_years"):
+                    name = f"{folder}_{year}_5.625deg.nc"
+                    nested, flat = root / folder / name, root / name
+                    path = nested if nested.is_file() or not flat.is_file() else flat
+                    lines.append(file_status(path) + f"  [{split}]")
+        return lines
 
     def _train_stats(self, var: _Variable) -> tuple[float, float]:
         key = (var.short, var.level, tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in var.files))

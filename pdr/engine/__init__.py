@@ -1,5 +1,5 @@
 """Training engine: the loop, checkpoints, schedules."""
 from .checkpoint import load_checkpoint, save_checkpoint
-from .trainer import Trainer, resolve_device, seed_everything
+from .trainer import Trainer
 
-__all__ = ["Trainer", "load_checkpoint", "save_checkpoint", "resolve_device", "seed_everything"]
+__all__ = ["Trainer", "load_checkpoint", "save_checkpoint"]

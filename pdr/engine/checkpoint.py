@@ -1,17 +1,22 @@
-"""Checkpoints that are never half-written: temporary file, fsync, atomic rename."""
+"""Checkpoints that are never half-written (temporary file, fsync, atomic rename), what a training run's
+checkpoints hold, and the checks before a run continues from one."""
 from __future__ import annotations
 
 import io
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from . import distributed as dist
+from .optim import load_scheduler_state
 
 # Keys whose change does not make a checkpoint belong to another experiment.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "train.device", "train.log_every", "data.num_workers", "eval.",
@@ -127,3 +132,103 @@ def config_differences(saved: dict, current: dict, ignore=RESUMABLE_CHANGES) -> 
         if a.get(key, "<unset>") != b.get(key, "<unset>"):
             lines.append(f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
     return lines
+
+
+def check_resume(work_dir: Path, cfg) -> dict:
+    """The state of ``<work_dir>/checkpoints/last.pt`` when ``--resume`` may continue it with ``cfg``.
+
+    Called before anything is built or written: a refused resume leaves the run folder as it was.
+    """
+    if not work_dir.is_dir():
+        raise CheckpointError(f"--resume: the run folder {work_dir} does not exist; start the run without --resume")
+    path = work_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint to resume from at {path}")
+    state = load_checkpoint(path, map_location="cpu")
+    diff = config_differences(state.get("config", {}), dict(cfg))
+    if diff:
+        raise CheckpointError(
+            f"--resume: {path} was written with a different config; differing keys:\n  " + "\n  ".join(diff)
+        )
+    return state
+
+
+def _rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+
+
+class CheckpointManager:
+    """``<directory>/<name>.pt`` of a training run: the weights (and their EMA), the optimiser, schedule, gradient
+    scaler and early-stopping states, the progress, the config and every random generator's state.
+
+    ``save`` writes on the first process only (atomically) and then waits for every process; ``restore``
+    puts a checkpoint's state back and returns its progress.
+    """
+
+    def __init__(self, directory: Path, cfg, model, optimizer, scheduler, scaler, ema=None, early_stop=None,
+                 resolved: dict | None = None, is_main: bool = True):
+        self.directory, self.cfg, self.model = Path(directory), cfg, model
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
+        self.ema, self.early_stop, self.resolved, self.is_main = ema, early_stop, resolved, is_main
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.pt"
+
+    def state(self, progress: dict) -> dict:
+        """Everything a run continues from; ``progress``: epoch, batch_in_epoch, global_step, best and history."""
+        from .. import __version__
+
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            **progress,
+            "config": dict(self.cfg),
+            "rng": _rng_state(),
+            "data_stats": {"mean": self.model.data_mean, "std": self.model.data_std},
+            "early_stop": self.early_stop.state_dict() if self.early_stop is not None else None,
+            "pdr_version": __version__,
+            "resolved": self.resolved,
+        }
+
+    def save(self, name: str, progress: dict) -> Path:
+        """Write ``<name>.pt`` atomically (first process only). With an EMA, ``best`` holds the EMA weights."""
+        path = self.path(name)
+        if self.is_main:
+            state = self.state(progress)
+            if name == "best" and self.ema is not None:
+                state["model"] = state["ema"]
+            save_checkpoint(state, path)
+        dist.barrier()
+        return path
+
+    def restore(self, state: dict) -> dict:
+        """Continue from ``state`` (a checkpoint ``check_resume`` accepted); returns its progress."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        load_scheduler_state(self.scheduler, state["scheduler"])
+        if self.early_stop is not None and state.get("early_stop") is not None:
+            self.early_stop.load_state_dict(state["early_stop"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        progress = {"epoch": state["epoch"], "batch_in_epoch": state["batch_in_epoch"],
+                    "global_step": state["global_step"], "best": state["best"], "history": state.get("history", [])}
+        _set_rng_state(state["rng"])
+        return progress

@@ -56,12 +56,17 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     return value.to(home)
 
 
-def broadcast_object(obj, src: int = 0):
-    if dist.is_available() and dist.is_initialized():
-        box = [obj]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
-    return obj
+def wrap_model(model: torch.nn.Module, device: torch.device, info: DistInfo, compile: bool = False) -> torch.nn.Module:
+    """The module the training loop calls: DistributedDataParallel under several processes (BatchNorm synced
+    across GPUs), then ``torch.compile`` with ``compile``. The weights stay those of ``model``."""
+    net = model
+    if info.enabled:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        net = torch.compile(net)
+    return net
 
 
 def barrier() -> None:

@@ -1,6 +1,8 @@
-"""Optimizers and learning-rate schedules from the ``optim`` and ``schedule`` sections."""
+"""Optimizers and learning-rate schedules from the ``optim`` and ``schedule`` sections, and mixed precision
+(``train.precision``)."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -55,3 +57,20 @@ def load_scheduler_state(scheduler, state: dict) -> None:
     if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
         state = {k: v for k, v in state.items() if k not in ("total_steps", "_schedule_phases")}
     scheduler.load_state_dict(state)
+
+
+class MixedPrecision:
+    """``train.precision`` (fp32, bf16 or fp16): the autocast context of forward passes and the gradient scaler,
+    which scales losses only under fp16."""
+
+    DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def __init__(self, precision: str, device: torch.device):
+        self.precision, self.device_type = precision, device.type
+        self.dtype = self.DTYPES.get(precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)

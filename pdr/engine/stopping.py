@@ -1,6 +1,8 @@
 """Early stopping (``train.early_stop``): end a run whose validation value stopped improving."""
 from __future__ import annotations
 
+from ..metrics import higher_is_better
+
 
 class EarlyStopping:
     """Counts validations in which ``monitor`` did not improve on its best by more than ``min_delta``;
@@ -35,3 +37,13 @@ class EarlyStopping:
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.bad_validations = state["best"], state["bad_validations"]
+
+
+def build_early_stopping(train: dict) -> EarlyStopping | None:
+    """The early stopping a ``train`` section asks for (``early_stop.patience`` set), else None. It watches
+    ``early_stop.monitor``, by default ``train.monitor``, in the metric's direction."""
+    stop = train["early_stop"]
+    if stop["patience"] is None:
+        return None
+    watched = stop["monitor"] or train["monitor"]
+    return EarlyStopping(watched, stop["patience"], stop["min_delta"], higher_is_better(watched.split("/")[-1]))

@@ -98,18 +98,9 @@ def pixel_centers(means: Tensor, height: int, width: int) -> tuple[Tensor, Tenso
     return px, py
 
 
-def window_radius(kernel_size: int | None) -> int | None:
-    return None if kernel_size is None else kernel_size // 2
-
-
 def default_chunk_elements() -> int:
     """Upper bound on Gaussian-pixel-channel evaluations held in memory at once by the torch backend."""
     return 1 << 24
-
-
-def frames_per_chunk(per_frame_elements: int, budget: int | None = None) -> int:
-    budget = default_chunk_elements() if budget is None else budget
-    return max(1, budget // max(1, per_frame_elements))
 
 
 __all__ = [
@@ -117,7 +108,5 @@ __all__ = [
     "check_image_size",
     "check_gaussians",
     "pixel_centers",
-    "window_radius",
-    "frames_per_chunk",
     "default_chunk_elements",
 ]

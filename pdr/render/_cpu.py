@@ -1,34 +1,41 @@
-"""The ``cpu`` backend: the C++ kernels of ``csrc/predgsplat_cpu.cpp`` (OpenMP, vectorised rows).
+"""The ``cpu`` backend: the C++ kernels of ``csrc/predgsplat_cpu.cpp`` (torch's threads, vectorised rows).
 
 Built on first use with only a C++ compiler and ninja (no CUDA toolkit), into
-``build_directory("pdr_predgsplat_cpu")``, or ahead of time as ``pdr._C_cpu`` (``setup.py``).
+``build_directory("pdr_predgsplat_cpu")/<content key>`` (``_extension.load_library``), or ahead of time
+as ``pdr._C_cpu`` (``setup.py``). Either one registers the operators ``torch.ops.pdr_predgsplat_cpu``.
 """
 from __future__ import annotations
 
 import shutil
 import sys
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
-from ._extension import CompiledRasterize, build, cached_status, import_ahead_of_time
+from ._extension import CompiledRasterize, cached_status, import_ahead_of_time, load_library
 
 EXTENSION_NAME = "pdr_predgsplat_cpu"
 SOURCES = ("predgsplat_cpu.cpp",)
+MINIMUM_TORCH = (2, 10)  # torch's stable C++ API with parallel_for (csrc/predgsplat_cpu.cpp)
 _status: tuple[bool, str] | None = None
 _module = None
 
 
 def compile_flags() -> list[str]:
-    """-O3; OpenMP where torch parallelises with it (at::parallel_for needs it to run in parallel);
-    -fno-trapping-math lets the compiler vectorise loops with comparisons (results are unchanged)."""
-    openmp = torch.backends.openmp.is_available() and sys.platform.startswith("linux")
-    return ["-O3", "-fno-trapping-math", "-fopenmp" if openmp else "-fopenmp-simd"]
+    """-O3; -fopenmp-simd for the ``omp simd`` loops (the threads are torch's, through its parallel_for, so
+    no OpenMP runtime is linked); -fno-trapping-math lets the compiler vectorise loops with comparisons
+    (results are unchanged)."""
+    return ["-O3", "-fno-trapping-math", "-fopenmp-simd"]
 
 
 def why_unbuildable() -> str | None:
     """A reason the extension cannot be compiled here, or None."""
     from torch.utils import cpp_extension
+
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if version < MINIMUM_TORCH:
+        return f"it needs torch >= {'.'.join(map(str, MINIMUM_TORCH))} (this is {torch.__version__})"
 
     compiler = cpp_extension.get_cxx_compiler() if hasattr(cpp_extension, "get_cxx_compiler") else "c++"
     if shutil.which(compiler) is None:
@@ -39,17 +46,22 @@ def why_unbuildable() -> str | None:
 
 
 def load_extension(verbose: bool = False):
-    """Build (if needed) and import the extension; RuntimeError with the compiler's message on failure."""
+    """Build (if needed) and load the extension: its ``forward`` and ``backward``, and the ``__file__`` they
+    come from. RuntimeError with the compiler's message on failure."""
     global _module
     if _module is None:
-        _module = import_ahead_of_time("pdr._C_cpu", SOURCES)
-    if _module is None:
-        reason = why_unbuildable()
-        if reason:
-            raise RuntimeError(reason)
-        flags = compile_flags()
-        _module = build(EXTENSION_NAME, SOURCES, verbose, "CPU rasterizer", extra_cflags=flags,
-                        extra_ldflags=[f for f in flags if f == "-fopenmp"])
+        built = import_ahead_of_time("pdr._C_cpu", SOURCES)  # importing it registers the operators
+        if built is not None:
+            path = built.__file__
+        else:
+            path = load_library(EXTENSION_NAME, SOURCES, verbose, "CPU rasterizer", why_unbuildable,
+                                extra_cflags=compile_flags())
+        try:
+            ops = torch.ops.pdr_predgsplat_cpu
+            _module = SimpleNamespace(forward=ops.forward, backward=ops.backward, __file__=str(path))
+        except (AttributeError, RuntimeError) as exc:  # e.g. a pdr._C_cpu built from older sources
+            raise RuntimeError(f"{path} does not register the operators torch.ops.pdr_predgsplat_cpu: rebuild it "
+                               "(pip install --no-build-isolation .) or delete it to build on first use") from exc
     return _module
 
 

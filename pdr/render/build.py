@@ -22,7 +22,7 @@ def _build_one(name: str, module, load) -> bool:
     except RuntimeError as exc:
         print(f"{exc}\npdr.render will use the torch backend instead.", file=sys.stderr)
         return False
-    print(f"{name}: built {built.__file__} in {time.perf_counter() - start:.1f}s")
+    print(f"{name}: {built.__file__} ready in {time.perf_counter() - start:.1f}s")
     return True
 
 

@@ -1,7 +1,7 @@
 """A backbone for engine tests: no BatchNorm (whose statistics differ per process by design) and no dropout."""
 from torch import nn
 
-from pdr.backbones import Backbone
+from pdr.backbones import Backbone, BackboneOutput
 from pdr.registry import BACKBONES
 
 
@@ -14,4 +14,4 @@ class TestConvNet(Backbone):
 
     def forward(self, x, return_features=False):
         b, t, c, h, w = x.shape
-        return x + self.net(x.reshape(b, t * c, h, w)).reshape(b, t, c, h, w)
+        return BackboneOutput(x + self.net(x.reshape(b, t * c, h, w)).reshape(b, t, c, h, w))

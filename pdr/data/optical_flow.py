@@ -1,33 +1,62 @@
-"""Optical flow targets: OpenCV Farneback (online or cached), torchvision RAFT (cached weights only),
-the forward-backward consistency (visibility) mask, and the on-disk flow cache.
+"""Optical flow: backward warping, OpenCV Farneback, torchvision RAFT (cached weights only) and the
+forward-backward consistency (visibility) mask.
 
 Conventions (pixel units, channel 0 = dx, channel 1 = dy):
 * ``forward[t]``  (2, H, W) on the grid of frame t: where each pixel of t moves to in t+1;
 * ``backward[t]`` (2, H, W) on the grid of frame t+1: where each pixel of t+1 came from in t
-  (the flow the temporal model's flow head predicts; see warp.py);
+  (the flow the latent flow model's flow head predicts); ``warp(src_t, backward[t])(p) = src_t(p + b(p))``
+  (bilinear, border padding): a zero flow returns the source unchanged, a constant integer flow is an exact shift;
 * ``visible[t]``  (1, H, W) on the grid of frame t+1: 1 where ``backward`` and ``forward`` agree
   (|b(p) + f(p + b(p))|^2 <= alpha (|b|^2 + |f(p + b(p))|^2) + beta), i.e. the pixel of t+1 was visible in t.
 
-Cache: ``tools/precompute_flow.py`` writes, for a frame folder ``<video>/``, the file ``<video>/flow.npz``
-and for a video file ``<name>.mp4`` the file ``<name>_flow.npz``, holding ``forward``, ``backward``
-(T-1, 2, H, W) float16, ``visible`` (T-1, 1, H, W) uint8 and ``method`` ("raft_large" or "farneback").
+``compute_flows`` gives the flows of one video that ``tools/precompute_flow.py`` stores in the flow cache
+(``pdr.data.flow_cache``).
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from pdr.data.flow_cache import FLOW_FILE, cache_path, load_flows, save_flows  # noqa: F401  (re-exported)
-from pdr.errors import DataError
-from pdr.optional import require
+from ..errors import DataError
+from ..optional import require
 
-from .warp import warp
 
-log = logging.getLogger("pdr")
+def base_grid(h: int, w: int, device=None, dtype=None) -> Tensor:
+    """Pixel coordinates (1, 2, h, w): channel 0 is x (column), channel 1 is y (row)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
+                            torch.arange(w, device=device, dtype=dtype), indexing="ij")
+    return torch.stack([xs, ys]).unsqueeze(0)
+
+
+def warp(src: Tensor, flow: Tensor, padding_mode: str = "border") -> Tensor:
+    """Backward warp: src (B, C, h, w), flow (B, 2, h, w) in pixels -> (B, C, h, w)."""
+    if src.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2 or flow.shape[-2:] != src.shape[-2:] \
+            or flow.shape[0] != src.shape[0]:
+        raise ValueError(f"warp: src (B, C, h, w) and flow (B, 2, h, w) must agree, got {tuple(src.shape)} "
+                         f"and {tuple(flow.shape)}")
+    h, w = src.shape[-2:]
+    coords = base_grid(h, w, src.device, flow.dtype) + flow
+    # normalise to [-1, 1] with align_corners=True: pixel 0 -> -1, pixel (n-1) -> 1
+    gx = 2.0 * coords[:, 0] / max(w - 1, 1) - 1.0
+    gy = 2.0 * coords[:, 1] / max(h - 1, 1) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+
+
+def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resample a flow (B, 2, H, W) in pixels to ``size = (h, w)``, rescaling the vectors to the new grid."""
+    h0, w0 = flow.shape[-2:]
+    if (h0, w0) == tuple(size):
+        return flow
+    shrinking = size[0] <= h0 and size[1] <= w0
+    out = F.interpolate(flow, size=size, mode="area") if shrinking else \
+        F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    scale = torch.tensor([size[1] / w0, size[0] / h0], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    return out * scale
 
 
 def _to_grey_uint8(frame: np.ndarray) -> np.ndarray:
@@ -104,8 +133,6 @@ def load_raft(device="cpu"):
 def raft_pair(model, prev: Tensor, nxt: Tensor) -> Tensor:
     """RAFT flow on the grid of ``prev`` towards ``nxt``: (N, 3, H, W) in [0, 1] -> (N, 2, H, W).
     Frames are padded to a multiple of 8 and at least 128 pixels a side."""
-    import torch.nn.functional as F
-
     h, w = prev.shape[-2:]
     th, tw = max(128, -(-h // 8) * 8), max(128, -(-w // 8) * 8)
     a = F.interpolate(prev, size=(th, tw), mode="bilinear", align_corners=False) * 2 - 1

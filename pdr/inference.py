@@ -1,4 +1,4 @@
-"""Inference of a trained latent flow model on frame folders (used by tools/infer.py)."""
+"""Predicting videos with a trained latent flow model, optionally with test-time training (tools/infer.py)."""
 from __future__ import annotations
 
 import json
@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdr.engine.checkpoint import load_checkpoint
-from pdr.errors import CheckpointError, DataError
-
-from .model import LatentFlow
-from .ttt import predict_with_ttt
+from .backbones.latent_flow import LatentFlow
+from .backbones.latent_flow.phases import CHECKPOINT_ARGS, load_backbone_state, load_part
+from .backbones.latent_flow.ttt import predict_with_ttt
+from .data.videos import read_any
+from .engine.checkpoint import load_checkpoint
+from .errors import CheckpointError, DataError
 
 log = logging.getLogger("pdr")
-CHECKPOINT_ARGS = ("vae_checkpoint", "temporal_checkpoint")
 
 
 def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, out_frames: int = 10,
@@ -25,7 +25,7 @@ def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, ou
     The VAE weights of ``vae_checkpoint`` replace those of ``temporal_checkpoint`` unless the latter comes
     from the joint phase (its VAE was fine-tuned together with the temporal model; a note says so).
     """
-    from pdr.model import create_model
+    from .model import create_model
 
     state = load_checkpoint(temporal_checkpoint)
     spec = dict(state.get("config", {}).get("model", {}).get("backbone") or {})
@@ -51,10 +51,8 @@ def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, ou
             log.info("--vae_checkpoint ignored: %s comes from the joint phase, its VAE was fine-tuned with the "
                      "temporal model", temporal_checkpoint)
         else:
-            from .model import load_backbone_state
-
             vae = load_backbone_state(vae_checkpoint, "--vae_checkpoint")
-            model.backbone._load_part(model.backbone.vae, vae, "vae.", vae_checkpoint)
+            load_part(model.backbone.vae, vae, "vae.", vae_checkpoint)
     assert isinstance(model.backbone, LatentFlow)
     return model.to(device).eval()
 
@@ -72,9 +70,7 @@ def run_inference(model, videos, out_dir: Path, in_frames: int, out_frames: int,
     """Predict every video; writes <out>/<video>/pred_XXX.png, <out>/<video>.gif and <out>/metrics.json."""
     import imageio.v3 as iio
 
-    from pdr.metrics import evaluate
-
-    from .videos import read_any
+    from .metrics import evaluate
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,13 @@
-"""Finding and reading the videos of the latent flow tools: frame folders and video files."""
+"""Finding and reading whole videos named on a command line (tools/precompute_flow.py, tools/infer.py):
+frame folders and video files."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from pdr.data.video_io import (
-    FRAME_SUFFIXES,
-    list_frames,
-    read_frame,
-    read_video,
-    resize_frames,
-)
-from pdr.errors import DataError
+from ..errors import DataError
+from .video_io import FRAME_SUFFIXES, list_frames, read_frame, read_video, resize_frames
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 

@@ -1,0 +1,22 @@
+"""What every adapter provides to ``pdr.build_model``."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class Adapter(nn.Module):
+    """Refines a backbone's predicted frames.
+
+    Built with ``frame_shape = (C, H, W)`` and the backbone's ``feature_channels`` (None when it exposes no
+    features). ``forward(coarse, features=None)`` maps coarse frames (B, T, C, H, W), and the backbone's
+    features (B, T, F, h, w) when ``needs_features`` is true, to refined frames (B, T, C, H, W).
+    """
+
+    needs_features: bool = False
+
+    def forward(self, coarse: Tensor, features: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def resolved_choices(self) -> dict[str, str]:
+        """What the adapter picked where its arguments leave a choice open, by argument name. {} by default."""
+        return {}
