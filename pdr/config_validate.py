@@ -1,0 +1,187 @@
+"""Config validation: fill ``SCHEMA`` defaults, coerce types, and check every key, registry name and
+component argument; each error names the file that set the key and its dotted path."""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+from .config_schema import COMPONENT, NONE, REQUIRED, SCHEMA, Config, Field
+from .errors import ConfigError
+from .registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
+
+# Arguments that build_model / the data module pass themselves; a config must not set them.
+_COMPONENT_REGISTRIES = {
+    "model.backbone": (BACKBONES, ("in_shape", "out_frames")),
+    "model.adapter": (ADAPTERS, ("frame_shape", "feature_channels")),
+    "loss": (LOSSES, ()),
+}
+_DATA_OWN_KEYS = ("split", "in_frames", "out_frames")
+
+
+def _type_name(types: tuple) -> str:
+    names = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "mapping", NONE: "null"}
+    return " or ".join(names.get(t, str(t)) for t in types)
+
+
+def _coerce(value, field: Field, where: str, cfg: Config):
+    types = field.types
+    if COMPONENT in types:
+        if value is None and NONE in types:
+            return None
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict):
+            if "name" not in value or not isinstance(value["name"], str):
+                raise ConfigError(f"{cfg.origin(where)}: {where}.name: missing; a component mapping needs a `name`")
+            return dict(value)
+        raise ConfigError(
+            f"{cfg.origin(where)}: {where}: expected a name or a mapping with `name`, got {type(value).__name__} {value!r}"
+        )
+    if value is None and NONE in types:
+        return None
+    if bool in types and isinstance(value, bool):
+        return value
+    if int in types and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if float in types and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    if str in types and isinstance(value, str):
+        if field.choices and value not in field.choices:
+            raise ConfigError(f"{cfg.origin(where)}: {where}: expected one of {list(field.choices)}, got {value!r}")
+        return value
+    if list in types and isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"{cfg.origin(where)}: {where}: expected {_type_name(types)}, got {type(value).__name__} {value!r}")
+
+
+def _unknown_key(cfg: Config, where: str, key: str, known: Iterable[str]):
+    known = list(known)
+    hint = closest_hint(key, known)
+    path = f"{where}.{key}" if where else key
+    raise ConfigError(f"{cfg.origin(path)}: {path}: unknown key.{hint} Known keys: {', '.join(known)}")
+
+
+def _validate_section(cfg: Config, data: dict, schema: dict, where: str, open_keys: bool = False) -> dict:
+    out = {}
+    for key, value in data.items():
+        if key not in schema:
+            if open_keys:
+                out[key] = value
+                continue
+            _unknown_key(cfg, where, key, schema)
+    for key, spec in schema.items():
+        path = f"{where}.{key}" if where else key
+        if isinstance(spec, dict):
+            value = data.get(key, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"{cfg.origin(path)}: {path}: expected a mapping (a section), got {type(value).__name__}")
+            out[key] = _validate_section(cfg, value, spec, path, open_keys=(path == "data"))
+            continue
+        if key in data:
+            out[key] = _coerce(data[key], spec, path, cfg)
+        elif spec.default is REQUIRED:
+            raise ConfigError(f"{cfg.filename}: {path}: missing required value ({spec.help or _type_name(spec.types)})")
+        else:
+            out[key] = copy.deepcopy(spec.default)
+            if COMPONENT in spec.types and isinstance(out[key], str):
+                out[key] = {"name": out[key]}
+    return out
+
+
+def _check_component(cfg: Config, where: str, section: dict | None) -> None:
+    if section is None:
+        return
+    registry, own = _COMPONENT_REGISTRIES[where]
+    name = section["name"]
+    try:
+        registry.get(name)
+    except RegistryError as exc:
+        raise ConfigError(f"{cfg.origin(where + '.name')}: {where}.name: {exc}") from None
+    kwargs = {k: v for k, v in section.items() if k != "name"}
+    for key in own:
+        if key in kwargs:
+            raise ConfigError(f"{cfg.origin(where + '.' + key)}: {where}.{key}: set by pdr itself from the data section; remove it")
+    try:
+        section.update(registry.check_kwargs(name, kwargs, where, provided=own))
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.origin(getattr(exc, 'key', where))}: {exc}") from None
+
+
+def _check_metric_names(cfg: Config) -> None:
+    """train.monitor must be a value that validation logs, eval.metrics registered metrics (pdr.metrics)."""
+    from . import metrics
+
+    allowed = metrics.monitor_names()
+    for key in ("train.monitor", "train.early_stop.monitor"):
+        monitor = cfg.get_path(key)
+        if monitor is not None and monitor not in allowed:
+            hint = closest_hint(monitor, allowed, cutoff=0.5)
+            raise ConfigError(f"{cfg.origin(key)}: {key}: {monitor!r} is not a value that validation "
+                              f"logs.{hint} Valid: {', '.join(allowed)}")
+    for name in cfg["eval"]["metrics"]:
+        if name not in metrics.AVAILABLE:
+            raise ConfigError(f"{cfg.origin('eval.metrics')}: eval.metrics: "
+                              f"{metrics.unknown_metric_message(name, metrics.AVAILABLE)}")
+
+
+def _check_loggers_and_early_stop(cfg: Config) -> None:
+    from .engine.loggers import LOGGERS
+
+    train = cfg["train"]
+    for name in train["loggers"] or []:
+        if name not in LOGGERS:
+            hint = closest_hint(str(name), LOGGERS)
+            raise ConfigError(f"{cfg.origin('train.loggers')}: train.loggers: unknown logger {name!r}.{hint} "
+                              f"Known: {', '.join(LOGGERS)}")
+    if train["loggers"] is not None and "tensorboard" in train["loggers"] and not train["tensorboard"]:
+        raise ConfigError(f"{cfg.origin('train.tensorboard')}: train.tensorboard: false, but train.loggers "
+                          f"({cfg.origin('train.loggers')}) names tensorboard; keep one of the two")
+    stop = train["early_stop"]
+    if stop["patience"] is not None and stop["patience"] < 1:
+        raise ConfigError(f"{cfg.origin('train.early_stop.patience')}: train.early_stop.patience: must be >= 1 "
+                          f"(validations without improvement), or null to turn early stopping off; got {stop['patience']}")
+    if stop["min_delta"] < 0:
+        raise ConfigError(f"{cfg.origin('train.early_stop.min_delta')}: train.early_stop.min_delta: must be >= 0, "
+                          f"got {stop['min_delta']}")
+
+
+def validate_config(cfg: Config) -> Config:
+    """Fill defaults, coerce types and check every key; return a new Config."""
+    out = _validate_section(cfg, dict(cfg), SCHEMA, "")
+    resolved = Config(out, filename=cfg.filename, origins=cfg.origins)
+    import_modules(resolved["imports"], where=f"{cfg.origin('imports')}: imports")
+    _check_component(resolved, "model.backbone", resolved["model"]["backbone"])
+    _check_component(resolved, "model.adapter", resolved["model"]["adapter"])
+    _check_component(resolved, "loss", resolved["loss"])
+
+    data = resolved["data"]
+    try:
+        DATASETS.get(data["name"])
+    except RegistryError as exc:
+        raise ConfigError(f"{resolved.origin('data.name')}: data.name: {exc}") from None
+    extra = {k: v for k, v in data.items() if k not in SCHEMA["data"]}
+    for key in _DATA_OWN_KEYS:
+        if key in extra:
+            raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
+    try:
+        data.update(DATASETS.check_kwargs(data["name"], extra, "data", provided=_DATA_OWN_KEYS))
+    except ConfigError as exc:
+        raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
+    for key in ("in_frames", "out_frames", "batch_size"):
+        if data[key] < 1:
+            raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: must be >= 1, got {data[key]}")
+    train = resolved["train"]
+    if train["epochs"] is None and train["max_steps"] is None:
+        raise ConfigError(f"{resolved.origin('train')}: train: set train.epochs or train.max_steps (the budget)")
+    _check_metric_names(resolved)
+    _check_loggers_and_early_stop(resolved)
+    if resolved["model"]["freeze_backbone"] and resolved["model"]["adapter"] is None:
+        raise ConfigError(f"{resolved.origin('model.freeze_backbone')}: model.freeze_backbone: true trains only the "
+                          "adapter, but model.adapter is null; set an adapter or freeze_backbone: false")
+    return resolved
