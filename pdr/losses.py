@@ -68,18 +68,23 @@ def ssim_per_frame(pred: Tensor, target: Tensor, window_size: int = 11, data_ran
 
 @LOSSES.register("l1_ssim")
 class L1SSIMLoss(nn.Module):
-    """``lam * L1 + (1 - lam) * (1 - SSIM)``, SSIM per frame over all channels (kornia).
+    """``lam * L1 + (1 - lam) * (1 - SSIM) + mse_weight * MSE``, SSIM per frame over all channels (kornia).
 
     Args:
         lam: weight of the L1 term (the paper uses 0.5).
         window_size: SSIM Gaussian window.
         data_range: value range of the data (1.0 for [0, 1]; 2.0 for [-1, 1]).
+        mse_weight: weight of an added MSE term (0, the paper's loss, by default). On sparse frames at small
+            budgets L1/SSIM alone settles on the background (docs/ablations.md); an MSE term keeps the objects.
     """
 
-    def __init__(self, lam: float = 0.5, window_size: int = 11, data_range: float = 1.0):
+    def __init__(self, lam: float = 0.5, window_size: int = 11, data_range: float = 1.0, mse_weight: float = 0.0):
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must be in [0, 1], got {lam}")
+        if mse_weight < 0:
+            raise ValueError(f"mse_weight must be >= 0, got {mse_weight}")
+        self.mse_weight = float(mse_weight)
         self.lam, self.window_size, self.data_range = float(lam), int(window_size), float(data_range)
 
     def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -87,7 +92,10 @@ class L1SSIMLoss(nn.Module):
         l1 = F.l1_loss(pred, target)
         dssim = 1.0 - ssim_per_frame(pred, target, self.window_size, self.data_range).mean()
         loss = self.lam * l1 + (1.0 - self.lam) * dssim
-        return {"loss": loss, "l1": l1, "1-ssim": dssim}
+        if not self.mse_weight:
+            return {"loss": loss, "l1": l1, "1-ssim": dssim}
+        mse = F.mse_loss(pred, target)
+        return {"loss": loss + self.mse_weight * mse, "l1": l1, "1-ssim": dssim, "mse": mse}
 
 
 def build_loss(spec: dict) -> nn.Module:

@@ -21,6 +21,18 @@ def test_l1_ssim_combines_its_terms():
     assert 0 < terms["1-ssim"].item() < 2
 
 
+def test_l1_ssim_adds_a_weighted_mse_term():
+    pred, target = torch.rand(2, 2, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
+    plain = build_loss({"name": "l1_ssim"})(pred, target)
+    terms = build_loss({"name": "l1_ssim", "mse_weight": 5.0})(pred, target)
+    mse = ((pred.double() - target.double()) ** 2).mean().item()
+    assert terms["mse"].item() == pytest.approx(mse, rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 5.0 * mse, rel=1e-5)
+    assert "mse" not in plain
+    with pytest.raises(ValueError, match="mse_weight"):
+        build_loss({"name": "l1_ssim", "mse_weight": -1.0})
+
+
 def test_ssim_per_frame_equals_scikit_image_gaussian_ssim():
     """Frames framed by a 10-pixel constant band, the same in prediction and target: every pixel whose
     window reaches past the border has SSIM 1 under any padding, so kornia's padded mean and
