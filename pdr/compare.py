@@ -6,7 +6,7 @@
 
 An arm is a name and a list of ``--set`` overrides applied after the base config and the overrides shared by
 every arm. Arms may change the model and the loss, never what makes the comparison fair: the data, the seed,
-the budget and the checkpoint rule (``SHARED_KEYS``) are the base config's for every arm, and every arm's
+the budget and the checkpoint rule (``compare_arms.SHARED_KEYS``) are the base config's for every arm, and every arm's
 checkpoint is picked the same way (``select="best"`` by one monitored value for all arms, overriding each
 config's own ``train.monitor``, or ``select="last"``).
 
@@ -17,7 +17,7 @@ a folder that holds a run of another config is an error. Rerunning an interrupte
 Outputs in ``work_dir``:
 
 * ``comparison.md``, ``comparison.csv``, ``comparison.json``: one row per arm, then the trivial predictions
-  (``TRIVIAL_ROWS``) on the same test sequences, and notes (the checkpoint rule, each arm's overrides);
+  (``compare_trivial.TRIVIAL_ROWS``) on the same test sequences, and notes (the checkpoint rule, each arm's overrides);
 * ``comparison_per_frame.png``: every metric per predicted frame, all arms in each panel;
 * ``comparison_predictions.png``: the same test sequences, one row per arm, adjacent.
 """
@@ -29,11 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .compare_arms import (  # noqa: F401 (imported from here elsewhere)
-    BUILTIN_ARM_SETS, DEFAULT_PREDGS, PAPER_L1_SSIM, SHARED_KEYS, Arm, _check_arms, arms_from_file, paper_adapter,
-    paper_arms, resolve_arms,
-)
-from .compare_trivial import TRIVIAL_ROWS, background_value, evaluate_trivial, trivial_predictions  # noqa: F401
+from .compare_arms import Arm, _check_arms, resolve_arms  # noqa: F401 (resolve_arms: the API is used from here)
+from .compare_trivial import evaluate_trivial
 from .config import Config, load_config
 from .errors import ConfigError, PDRError
 

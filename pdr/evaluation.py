@@ -113,9 +113,10 @@ class SampleMetrics:
         b, k = samples.shape[:2]
         self.num_samples = k if self.num_samples is None else self.num_samples
         flat, truth = samples.flatten(0, 1), true.unsqueeze(1).expand_as(samples).flatten(0, 1)
-        values = self._acc.frame_values(flat, truth)
+        batch = self._acc.prepare(flat, truth)
+        values = self._acc.values_of(batch)
         self._acc.add(values, b * k)
-        self._acc.update_sets(flat, truth)
+        self._acc.feed_sets(batch)
         rows = np.arange(b)
         for group, keyed in values.items():
             for name, v in keyed.items():

@@ -42,18 +42,12 @@ def render_share(run: str | Path, checkpoint: str = "best", max_batches: int | N
     from torch.utils.data import DataLoader
 
     from ..data import build_dataset
-    from ..engine.checkpoint import load_checkpoint
     from ..errors import PDRError
-    from ..evaluation import locate_run, run_config
     from ..metrics import MetricAccumulator
-    from ..model import build_model
+    from ..runs import load_run
 
-    ckpt, config_path, _ = locate_run(run, checkpoint)
-    state = load_checkpoint(ckpt)
-    cfg = run_config(state, ckpt, config_path)
-    model = build_model(cfg)
-    model.load_state_dict(state["model"])
-    model.eval()
+    model = load_run(run, checkpoint)
+    cfg = model.config
     adapter = model.adapter
     if adapter is None or not hasattr(adapter, "render"):
         raise PDRError(f"{run}: the model has no PredGS adapter")

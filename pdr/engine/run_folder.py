@@ -98,7 +98,7 @@ class RunFolder:
         self.loggers.log_scalars({k: v for k, v in row.items() if k.startswith("val/")}, step)
         if example is not None:
             truth, pred = example
-            frames = torch.cat([truth, pred.clamp(0, 1)], dim=0)
+            frames = torch.cat([truth, pred], dim=0)
             if frames.shape[1] not in (1, 3):
                 frames = frames[:, :1]
             self.loggers.log_images("val/truth_then_prediction", frames.clamp(0, 1), step)

@@ -4,6 +4,13 @@ from __future__ import annotations
 from ..metrics import higher_is_better
 
 
+def improves(value: float, best: float | None, higher_is_better: bool, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) by more than ``min_delta`` in the metric's direction."""
+    if best is None:
+        return True
+    return value > best + min_delta if higher_is_better else value < best - min_delta
+
+
 class EarlyStopping:
     """Counts validations in which ``monitor`` did not improve on its best by more than ``min_delta``;
     ``update`` says stop once ``patience`` of them came in a row."""
@@ -14,15 +21,10 @@ class EarlyStopping:
         self.best: float | None = None
         self.bad_validations = 0
 
-    def improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best + self.min_delta if self.higher_is_better else value < self.best - self.min_delta
-
     def update(self, row: dict) -> bool:
         """Take one validation row (``{"val/mse": ..., ...}``); True when training should stop."""
         value = float(row[self.monitor])
-        if self.improved(value):
+        if improves(value, self.best, self.higher_is_better, self.min_delta):
             self.best, self.bad_validations = value, 0
         else:
             self.bad_validations += 1

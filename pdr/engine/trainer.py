@@ -37,7 +37,7 @@ from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
 from .optim import MixedPrecision, build_optimizer, build_scheduler
 from .run_folder import RunFolder
-from .stopping import build_early_stopping
+from .stopping import build_early_stopping, improves
 
 log = logging.getLogger("pdr")
 
@@ -63,7 +63,7 @@ class Trainer:
         self._build_optimisation()
         self._build_loaders_and_schedule()
         self.checkpoints = CheckpointManager(self.run_folder.checkpoints, cfg, self.model, self.optimizer,
-                                             self.scheduler, self.scaler, self.ema, self.early_stop, self.resolved,
+                                             self.scheduler, self.amp.scaler, self.ema, self.early_stop, self.resolved,
                                              self.is_main)
         self.nonfinite = NonFinitePolicy(t["max_nonfinite_steps"], self.checkpoints.path("last"))
         self.best = None
@@ -93,9 +93,7 @@ class Trainer:
         self.loss_fn = build_loss(self.cfg["loss"])
         self.net = dist.wrap_model(self.model, self.device, self.dist, t["compile"])
         self.optimizer = build_optimizer(self.cfg, self.model)
-        self.precision = t["precision"]
-        self.amp = MixedPrecision(self.precision, self.device)
-        self.scaler = self.amp.scaler
+        self.amp = MixedPrecision(t["precision"], self.device)
         self.ema = None
         if t["ema_decay"] is not None:
             from timm.utils import ModelEmaV3
@@ -110,12 +108,12 @@ class Trainer:
         t, d = self.cfg["train"], self.cfg["data"]
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
         self.train_loader = build_train_loader(self.train_set, d["batch_size"], t["seed"], d["num_workers"], **shard)
-        self.sampler = self.train_loader.batch_sampler
+        batches = len(self.train_loader.batch_sampler)
         self.val_loader = build_eval_loader(self.val_set, d["eval_batch_size"] or d["batch_size"], d["num_workers"],
                                             seed=t["seed"], **shard)
-        self.steps_per_epoch = len(self.sampler) // self.accumulate
+        self.steps_per_epoch = batches // self.accumulate
         if self.steps_per_epoch < 1:
-            raise PDRError(f"an epoch of {len(self.sampler)} batches is shorter than train.accumulate_steps={self.accumulate}")
+            raise PDRError(f"an epoch of {batches} batches is shorter than train.accumulate_steps={self.accumulate}")
         self.total_steps = t["max_steps"] or t["epochs"] * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.total_steps)
@@ -134,7 +132,7 @@ class Trainer:
             "precision %s, parameters: backbone %s, adapter %s",
             self.work_dir, self.cfg.filename, self.device, self.dist.world_size, "es" if self.dist.enabled else "",
             len(self.train_set), len(self.val_set), self.total_steps, self.epochs, self.steps_per_epoch,
-            self.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
+            self.amp.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
 
     def _info(self, *args) -> None:
@@ -200,14 +198,11 @@ class Trainer:
         self.run_folder.plot_curves(self.history)
         return last_val
 
-    def _autocast(self):
-        return self.amp.autocast()
-
     def _micro_step(self, x, y, sync: bool, extras: dict | None = None) -> dict:
         """Forward and backward of one micro-batch; returns its loss terms. Skips backward when non-finite."""
         context = contextlib.nullcontext() if sync or not self.dist.enabled else self.net.no_sync()
         with context:
-            with self._autocast():
+            with self.amp.autocast():
                 out = self.net(x, targets=y, step=self.global_step, extras=extras, return_output=True)
             terms = self.loss_fn(out.frames.float(), y)  # the loss (SSIM's convolutions) in float32
             extra = {k: v.float() for k, v in out.aux_losses.items()}
@@ -218,7 +213,7 @@ class Trainer:
                 bad = dist.all_reduce_sum(bad)
             terms["nonfinite"] = bad
             if not bad.item():
-                self.scaler.scale(terms["loss"] / self.accumulate).backward()
+                self.amp.scaler.scale(terms["loss"] / self.accumulate).backward()
         return terms
 
     def _train_epoch(self) -> float:
@@ -274,11 +269,11 @@ class Trainer:
         return terms, not skipped
 
     def _apply_update(self) -> None:
-        self.scaler.unscale_(self.optimizer)
+        self.amp.scaler.unscale_(self.optimizer)
         if self.cfg["optim"]["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["optim"]["grad_clip"])
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.amp.scaler.step(self.optimizer)
+        self.amp.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model, step=self.global_step)
 
@@ -296,7 +291,7 @@ class Trainer:
     def evaluate_split(self, loader: DataLoader, max_batches: int | None = None) -> dict:
         """Loss and metrics of the EMA (or plain) model on ``loader`` (``evaluate.validation_scores``)."""
         model = self.ema.module if self.ema is not None else self.model
-        scores, self._last_example = validation_scores(model, loader, self.loss_fn, self.device, self._autocast,
+        scores, self._last_example = validation_scores(model, loader, self.loss_fn, self.device, self.amp.autocast,
                                                        max_batches)
         return scores
 
@@ -309,7 +304,7 @@ class Trainer:
         if self.monitor not in row:
             raise PDRError(f"train.monitor: {self.monitor!r} is not among the logged values {sorted(row)}")
         value = row[self.monitor]
-        improved = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
+        improved = improves(value, self.best, self.higher_is_better)
         self.history.append(row)
         self.run_folder.record_validation(row, self._last_example, self.global_step)
         self._info("validation epoch %d: %s", self.epoch,

@@ -13,7 +13,8 @@ from .video import FOREGROUND_THRESHOLD
 ALL_CHANNELS = ""  # the group key of metrics over every channel; other groups are variable names
 
 
-def _to_numpy(x) -> np.ndarray:
+def to_numpy(x) -> np.ndarray:
+    """A tensor (any device) or array as a float64 array."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
@@ -99,10 +100,6 @@ class MetricAccumulator:
                     if METRICS[other].network == net:
                         self.notes[other] = note
 
-    @property
-    def lpips_model(self):
-        return self.networks.get("lpips")
-
     # ------------------------------------------------------------------ per batch
 
     def _batch(self, pred: np.ndarray, true: np.ndarray) -> FrameBatch:
@@ -120,7 +117,7 @@ class MetricAccumulator:
 
     def prepare(self, pred, true) -> FrameBatch:
         """The batch in the data's units (normalisation undone), checked: pred and true (B, T, C, H, W)."""
-        pred, true = _to_numpy(pred), _to_numpy(true)
+        pred, true = to_numpy(pred), to_numpy(true)
         if pred.shape != true.shape or pred.ndim != 5:
             raise ValueError(f"pred and true must both be (B, T, C, H, W), got {pred.shape} and {true.shape}")
         channels = pred.shape[2]
@@ -134,8 +131,12 @@ class MetricAccumulator:
     def frame_values(self, pred, true) -> dict[str, dict[str, np.ndarray]]:
         """Per-frame values of this batch, not accumulated: {group: {key: (B, T') array}}; group "" holds the
         metrics over every channel, the others (variable names) the per-variable ones."""
-        batch = self.prepare(pred, true)
+        return self.values_of(self.prepare(pred, true))
+
+    def values_of(self, batch: FrameBatch) -> dict[str, dict[str, np.ndarray]]:
+        """``frame_values`` of a batch from ``prepare``."""
         groups = self._groups(batch.pred.shape[2])
+        parts: dict[str, FrameBatch] = {}  # one batch per variable, made once for every per-variable metric
         out: dict[str, dict[str, np.ndarray]] = {ALL_CHANNELS: {}}
         for name in self.metrics:
             metric = METRICS[name]
@@ -143,15 +144,17 @@ class MetricAccumulator:
                 continue
             if metric.per_variable and groups:
                 for group, sl in groups:
-                    part = self._batch(batch.pred[:, :, sl], batch.true[:, :, sl])
-                    out.setdefault(group, {}).update(metric.compute(part) or {})
+                    if group not in parts:
+                        parts[group] = self._batch(batch.pred[:, :, sl], batch.true[:, :, sl])
+                    out.setdefault(group, {}).update(metric.compute(parts[group]) or {})
             else:
                 out[ALL_CHANNELS].update(metric.compute(batch) or {})
         return out
 
     def update(self, pred, true) -> None:
-        self.add(self.frame_values(pred, true), np.shape(pred)[0])
-        self.update_sets(pred, true)
+        batch = self.prepare(pred, true)
+        self.add(self.values_of(batch), batch.pred.shape[0])
+        self.feed_sets(batch)
 
     def add(self, values: dict[str, dict[str, np.ndarray]], count: int) -> None:
         """Add the ``frame_values`` of ``count`` sequences."""
@@ -161,12 +164,10 @@ class MetricAccumulator:
                 sums[key] = sums.get(key, 0) + np.asarray(per_frame, dtype=np.float64).sum(axis=0)
         self._count += count
 
-    def update_sets(self, pred, true) -> None:
-        """Feed a batch to the set metrics (FVD), which need every clip before they give a value."""
-        if self._sets:
-            batch = self.prepare(pred, true)
-            for metric in self._sets.values():
-                metric.update(batch)
+    def feed_sets(self, batch: FrameBatch) -> None:
+        """Feed a batch from ``prepare`` to the set metrics (FVD), which need every clip before they give a value."""
+        for metric in self._sets.values():
+            metric.update(batch)
 
     def all_reduce(self) -> None:
         """Add up the sums of every process (under torch.distributed); a no-op in one process."""

@@ -6,8 +6,8 @@ A step is predicted as a collision when its probability is >= ``threshold`` (0.5
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from .accumulator import to_numpy
 from .registry import register
 
 for _name, _higher, _definition in (
@@ -21,15 +21,9 @@ for _name, _higher, _definition in (
     register(_name, "collision", _higher, _definition, kind="collision")(None)
 
 
-def _to_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def _counts(prob, label, threshold: float) -> tuple[np.ndarray, list[float]]:
     """[TP, FP, FN, TN] and the timing errors (frames) of probabilities ``prob`` (B, T) against labels."""
-    prob, label = _to_numpy(prob), _to_numpy(label)
+    prob, label = to_numpy(prob), to_numpy(label)
     if prob.shape != label.shape:
         raise ValueError(f"prob and label must have the same shape, got {prob.shape} and {label.shape}")
     predicted, actual = prob >= threshold, label >= 0.5
