@@ -13,6 +13,11 @@ class Adapter(nn.Module):
     """
 
     needs_features: bool = False
+    # w > 0: the training loss gets w * MSE(backbone frames, targets) as ``coarse_mse``, beside the configured loss
+    # on the refined frames.
+    coarse_loss_weight: float = 0.0
+    # True: the adapter's output does not back-propagate into the backbone (nor does a rollout's fed-back frame).
+    detach_coarse: bool = False
 
     def forward(self, coarse: Tensor, features: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -23,41 +23,12 @@ from pdr.registry import ADAPTERS
 from pdr.render import rasterize_gaussians
 
 from .base import Adapter
+from .predgs_heads import HEADS, CellHeads, Head, base_grid, cell_count
 
 POSITION_INITS = ("grid", "random", "center")
 AMPLITUDE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "identity")
 FUSIONS = ("conv", "add")
 SOURCES = ("output", "features")
-
-
-def base_grid(num: int, height: int, width: int) -> Tensor:
-    """``num`` points spread uniformly over the image, in normalized (x, y) coordinates: (num, 2).
-
-    Rows and columns follow the aspect ratio; the last row, if partly filled, is spread evenly.
-    """
-    cols = max(1, round(math.sqrt(num * width / height)))
-    rows = math.ceil(num / cols)
-    points = []
-    for r in range(rows):
-        in_row = min(cols, num - r * cols)
-        y = (2 * r + 1) / rows - 1
-        points += [((2 * c + 1) / in_row - 1, y) for c in range(in_row)]
-    return torch.tensor(points, dtype=torch.float32)
-
-
-class Head(nn.Module):
-    """Linear -> GELU -> Linear, flattened pooled map (B, D) -> (B, N, k)."""
-
-    def __init__(self, in_dim: int, hidden: int, num: int, k: int, init_std: float | None = None):
-        super().__init__()
-        self.num, self.k = num, k
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, num * k))
-        if init_std is not None:
-            nn.init.normal_(self.net[-1].weight, std=init_std)
-            nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).view(x.shape[0], self.num, self.k)
 
 
 @ADAPTERS.register("predgs")
@@ -68,7 +39,7 @@ class PredGS(Adapter):
         frame_shape: (C, H, W) of one frame (set by ``build_model``).
         feature_channels: channels of the backbone's feature map (set by ``build_model``; used
             with ``source: features``).
-        num_gaussians: N per frame.
+        num_gaussians: N per frame; None: one per cell of the pooled map, (H / pool) * (W / pool).
         kernel_size: odd window K of each Gaussian, or None for the whole frame.
         pool: average-pooling factor before the heads (2 for 32x32, 8 for 128x128, 16 for 256x256).
         hidden: width of the MLP heads.
@@ -79,6 +50,22 @@ class PredGS(Adapter):
             Use a negative low for data normalised to negative values.
         fusion: "conv" (concat + 1x1 conv, the paper's) or "add".
         source: "output" (Gaussians from the coarse frames) or "features" (from backbone features).
+        head: "mlp" (the paper's: four MLP heads on the flattened pooled map, positions as offsets from the
+            base points of ``position_init``) or "conv" (pixel-aligned: ``num_gaussians / cells`` Gaussians per
+            cell of the pooled map, from a small conv net over the cell's neighbourhood; see ``CellHeads``).
+            ``num_gaussians`` must then be a multiple of the (H / pool) * (W / pool) cells; ``hidden`` is the
+            conv net's width; ``position_init`` and ``seed`` do not apply. Gaussians of border cells may sit up
+            to half a cell outside the frame.
+        amplitude_init_std: start the amplitude head's last layer with weights of this standard deviation and
+            zero bias, so that every Gaussian starts with the amplitude of a zero raw value (0 for tanh and
+            identity); None: PyTorch's default initialisation for ``head: mlp``, 1e-3 for ``head: conv``.
+        render_init: the conv fusion's initial weight on the rendered frame (0, the paper's: the rendering gets
+            no gradient until the fusion weight moves); not used with ``fusion: add``.
+        coarse_loss_weight: w > 0 adds w * MSE(coarse, target) to the training loss, so that the backbone keeps
+            its usual objective while the configured loss acts on the refined frames.
+        detach_coarse: the adapter's output does not back-propagate into the backbone: the backbone learns only
+            from ``coarse_loss_weight`` (and its own auxiliary losses), the adapter refines what it predicts. In a
+            rollout the refined frames are fed back with the backbone's gradient (value refined, gradient coarse).
         enabled_at_inference: False returns the coarse frames unchanged in eval mode.
         backend: renderer backend ("auto", "torch", "cuda").
         seed: seed of the random base points for position_init "random".
@@ -93,7 +80,7 @@ class PredGS(Adapter):
         self,
         frame_shape: Sequence[int],
         feature_channels: int | None = None,
-        num_gaussians: int = 300,
+        num_gaussians: int | None = 300,
         kernel_size: int | None = 15,
         pool: int = 2,
         hidden: int = 128,
@@ -103,6 +90,11 @@ class PredGS(Adapter):
         amplitude_range: Sequence[float] = (0.0, 1.0),
         fusion: str = "conv",
         source: str = "output",
+        head: str = "mlp",
+        amplitude_init_std: float | None = None,
+        render_init: float = 0.0,
+        coarse_loss_weight: float = 0.0,
+        detach_coarse: bool = False,
         enabled_at_inference: bool = True,
         backend: str = "auto",
         seed: int = 0,
@@ -113,16 +105,29 @@ class PredGS(Adapter):
         _check_choice("amplitude_activation", amplitude_activation, AMPLITUDE_ACTIVATIONS)
         _check_choice("fusion", fusion, FUSIONS)
         _check_choice("source", source, SOURCES)
-        if num_gaussians < 1:
-            raise ValueError(f"num_gaussians must be >= 1, got {num_gaussians}")
+        _check_choice("head", head, HEADS)
         if pool < 1 or h % pool or w % pool:
             raise ValueError(f"pool must be >= 1 and divide the frame size {h}x{w}, got {pool}")
+        cells = cell_count(h, w, pool)
+        num_gaussians = cells if num_gaussians is None else num_gaussians
+        if num_gaussians < 1:
+            raise ValueError(f"num_gaussians must be >= 1, got {num_gaussians}")
         if kernel_size is not None and (kernel_size < 1 or kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be odd and positive or null, got {kernel_size}")
         if source == "features" and not feature_channels:
             raise ValueError("source: features needs a backbone that exposes features (feature_channels is unset)")
         if len(scale_range) != 2 or len(amplitude_range) != 2:
             raise ValueError("scale_range and amplitude_range must be [low, high]")
+        if head == "conv" and num_gaussians % cells:
+            raise ValueError(f"head: conv places num_gaussians / cells Gaussians in each of the {cells} cells of the "
+                             f"{h // pool}x{w // pool} pooled map; num_gaussians must be a multiple of {cells}, "
+                             f"got {num_gaussians}")
+        if amplitude_init_std is not None and amplitude_init_std < 0:
+            raise ValueError(f"amplitude_init_std must be >= 0 or null, got {amplitude_init_std}")
+        if coarse_loss_weight < 0:
+            raise ValueError(f"coarse_loss_weight must be >= 0, got {coarse_loss_weight}")
+        if detach_coarse and not coarse_loss_weight:
+            raise ValueError("detach_coarse: true needs coarse_loss_weight > 0, else the backbone would not learn")
 
         self.frame_shape = (c, h, w)
         self.num_gaussians = num_gaussians
@@ -133,6 +138,9 @@ class PredGS(Adapter):
         self.amplitude_activation = amplitude_activation
         self.enabled_at_inference = enabled_at_inference
         self.backend = backend
+        self.head = head
+        self.coarse_loss_weight = float(coarse_loss_weight)
+        self.detach_coarse = bool(detach_coarse)
 
         s_min = float(scale_range[0])
         s_max = scale_range[1]
@@ -145,12 +153,27 @@ class PredGS(Adapter):
 
         if source == "features":
             self.reduce = nn.Conv2d(int(feature_channels), c, 1)
-        in_dim = c * (h // pool) * (w // pool)
-        self.position_head = Head(in_dim, hidden, num_gaussians, 2, init_std=1e-3)
-        self.scale_head = Head(in_dim, hidden, num_gaussians, 2)
-        self.rotation_head = Head(in_dim, hidden, num_gaussians, 1)
-        self.amplitude_head = Head(in_dim, hidden, num_gaussians, c)
+        if head == "conv":
+            self.cells = CellHeads(c, h, w, pool, num_gaussians // cells, hidden)
+            if amplitude_init_std is not None:
+                self.cells.init_amplitudes(amplitude_init_std)
+        else:
+            in_dim = c * cells
+            self.position_head = Head(in_dim, hidden, num_gaussians, 2, init_std=1e-3)
+            self.scale_head = Head(in_dim, hidden, num_gaussians, 2)
+            self.rotation_head = Head(in_dim, hidden, num_gaussians, 1)
+            self.amplitude_head = Head(in_dim, hidden, num_gaussians, c, init_std=amplitude_init_std)
+            self._register_base_points(position_init, num_gaussians, h, w, seed)
 
+        if fusion == "conv":
+            self.fuse = nn.Conv2d(2 * c, c, 1)
+            with torch.no_grad():  # identity on the coarse frame, render_init (0: the backbone alone) on the render
+                self.fuse.weight.zero_()
+                self.fuse.weight[:, :c, 0, 0] = torch.eye(c)
+                self.fuse.weight[:, c:, 0, 0] = render_init * torch.eye(c)
+                self.fuse.bias.zero_()
+
+    def _register_base_points(self, position_init: str, num_gaussians: int, h: int, w: int, seed: int) -> None:
         if position_init == "grid":
             base = base_grid(num_gaussians, h, w)
         elif position_init == "random":
@@ -161,25 +184,23 @@ class PredGS(Adapter):
         # Positions are tanh(raw + atanh(base)): inside [-1, 1] and exactly the base points when raw = 0.
         self.register_buffer("base_logits", torch.atanh(base.clamp(-0.999, 0.999)), persistent=True)
 
-        if fusion == "conv":
-            self.fuse = nn.Conv2d(2 * c, c, 1)
-            with torch.no_grad():  # start as the backbone alone: identity on the coarse frame, zero on the render
-                self.fuse.weight.zero_()
-                self.fuse.weight[:, :c, 0, 0] = torch.eye(c)
-                self.fuse.bias.zero_()
-
     def gaussians(self, source: Tensor) -> dict[str, Tensor]:
         """Regress Gaussians from frames or features (M, C', H, W) -> dict of (M, N, ...) tensors."""
         if self.source == "features":
             source = self.reduce(source)
             if source.shape[-2:] != self.frame_shape[1:]:
                 source = F.adaptive_avg_pool2d(source, self.frame_shape[1:])
-        pooled = F.avg_pool2d(source, self.pool) if self.pool > 1 else source
-        flat = pooled.flatten(1)
-        means = torch.tanh(self.position_head(flat) + self.base_logits)
-        scales = self.scale_min + (self.scale_max - self.scale_min) * torch.sigmoid(self.scale_head(flat))
-        rotations = torch.tanh(self.rotation_head(flat)[..., 0]) * (math.pi / 2)
-        amplitudes = self._amplitude(self.amplitude_head(flat))
+        if self.head == "conv":
+            means, raw = self.cells(source)
+            raw_scale, raw_rotation, raw_amplitude = raw[..., :2], raw[..., 2], raw[..., 3:]
+        else:
+            flat = (F.avg_pool2d(source, self.pool) if self.pool > 1 else source).flatten(1)
+            means = torch.tanh(self.position_head(flat) + self.base_logits)
+            raw_scale, raw_rotation = self.scale_head(flat), self.rotation_head(flat)[..., 0]
+            raw_amplitude = self.amplitude_head(flat)
+        scales = self.scale_min + (self.scale_max - self.scale_min) * torch.sigmoid(raw_scale)
+        rotations = torch.tanh(raw_rotation) * (math.pi / 2)
+        amplitudes = self._amplitude(raw_amplitude)
         return {"means": means, "scales": scales, "rotations": rotations, "amplitudes": amplitudes}
 
     def _amplitude(self, raw: Tensor) -> Tensor:
@@ -208,6 +229,9 @@ class PredGS(Adapter):
         """(B, T, C, H, W) coarse frames (and optional features (B, T, F, h, w)) -> (B, T, C, H, W)."""
         if not self.training and not self.enabled_at_inference:
             return coarse
+        if self.detach_coarse:
+            coarse = coarse.detach()
+            features = None if features is None else features.detach()
         rendered = self.render(coarse, features)
         if self.fusion_mode == "add":
             return coarse + rendered

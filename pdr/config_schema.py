@@ -54,6 +54,7 @@ SCHEMA: dict[str, Any] = {
     "optim": {
         "name": _f(str, "adamw", choices=("adamw", "adam", "sgd")),
         "lr": _f(float, 1e-3),
+        "adapter_lr_scale": _f(float, 1.0, help="the adapter's learning rate is lr times this"),
         "weight_decay": _f(float, 1e-2),
         "betas": _f(list, [0.9, 0.999]),
         "momentum": _f(float, 0.9),

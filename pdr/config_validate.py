@@ -184,4 +184,7 @@ def validate_config(cfg: Config) -> Config:
     if resolved["model"]["freeze_backbone"] and resolved["model"]["adapter"] is None:
         raise ConfigError(f"{resolved.origin('model.freeze_backbone')}: model.freeze_backbone: true trains only the "
                           "adapter, but model.adapter is null; set an adapter or freeze_backbone: false")
+    if not resolved["optim"]["adapter_lr_scale"] > 0:
+        raise ConfigError(f"{resolved.origin('optim.adapter_lr_scale')}: optim.adapter_lr_scale must be > 0, got "
+                          f"{resolved['optim']['adapter_lr_scale']}")
     return resolved

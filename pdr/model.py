@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import Config, component_kwargs
@@ -71,6 +72,9 @@ class PDRModel(nn.Module):
         predictions the backbone makes at test time."""
         if self.adapter is None:
             raise ConfigError("model.freeze_backbone: true needs an adapter (model.adapter); nothing else would train")
+        if self.adapter.coarse_loss_weight:
+            raise ConfigError("model.freeze_backbone: true with model.adapter.coarse_loss_weight > 0: the coarse loss "
+                              "trains only the backbone, which is frozen; set coarse_loss_weight: 0")
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone_frozen = True
@@ -171,16 +175,19 @@ class PDRModel(nn.Module):
         """
         self._check_input(x)
         inputs = self._backbone_inputs(targets, step, extras)
-        chunks, coarse, losses, produced, window = [], [], [], 0, x
+        chunks, coarse, taken, losses, produced, window = [], [], [], [], 0, x
         while produced < self.out_frames:
             out = self._call_backbone(window, inputs)
             y = self.refine(out.frames, out.features)
             take = min(y.shape[1], self.out_frames - produced)
             chunks.append(y[:, :take])
             coarse.append(out.frames)
+            taken.append(out.frames[:, :take])
             losses.append(out.aux_losses)
             produced += take
             if produced < self.out_frames:
+                if self.adapter is not None and self.adapter.detach_coarse:  # the refined value, the backbone's gradient
+                    y = out.frames + (y - out.frames).detach()
                 window = torch.cat([window, y], dim=1)[:, -self.in_frames:]
         frames = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
         if not return_output:
@@ -189,6 +196,9 @@ class PDRModel(nn.Module):
         if inputs.get("targets") is not None:
             rollout = coarse[0] if len(coarse) == 1 else torch.cat(coarse, dim=1)
             aux.update(self.backbone.rollout_losses(rollout, inputs["targets"]))
+        weight = 0.0 if self.adapter is None else self.adapter.coarse_loss_weight
+        if weight and self.training and targets is not None:
+            aux["coarse_mse"] = weight * F.mse_loss(torch.cat(taken, dim=1), targets)
         return ModelOutput(frames, aux)
 
     def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1) -> Tensor:

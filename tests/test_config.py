@@ -130,7 +130,7 @@ def test_resolved_config_round_trips(tmp_path, repo):
     "override,expected",
     [
         ("data.speed=3.0", "data.speed: dataset 'bouncing_sprites' expected a list (default: [1.0, 3.0]), got float 3.0"),
-        ("model.adapter.num_gaussians=lots", "model.adapter.num_gaussians: adapter 'predgs' expected int (default: 300), "
+        ("model.adapter.num_gaussians=lots", "model.adapter.num_gaussians: adapter 'predgs' expected int or null (default: 300), "
                                              "got str 'lots'"),
         ("model.adapter.num_gaussians=12.5", "model.adapter.num_gaussians: adapter 'predgs' expected int"),
         ("model.adapter.scale_range=[0.5, x]", "model.adapter.scale_range: adapter 'predgs' expected a list of float or null"),

@@ -186,3 +186,26 @@ def test_wandb_missing_names_the_extra(tmp_path, repo, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
     with pytest.raises(MissingDependencyError, match=r"wandb.*pip install 'pdr-predgs\[wandb\]'"):
         build_loggers(simvp_cfg(repo, "train.loggers=[wandb]"), tmp_path)
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_adapter_learning_rate_scale(repo, schedule):
+    from pdr.engine.optim import build_optimizer
+    from pdr.model import build_model
+
+    cfg = load_config(repo / "configs/advected_fields/simvp_predgs.yaml",
+                      [*TINY, "optim.adapter_lr_scale=10", f"schedule.name={schedule}", "optim.lr=2e-3"])
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    backbone, adapter = optimizer.param_groups
+    assert {id(p) for p in adapter["params"]} == {id(p) for p in model.adapter.parameters()}
+    assert len(backbone["params"]) + len(adapter["params"]) == len(list(model.parameters()))
+    scheduler = build_scheduler(cfg, optimizer, 20)
+    for _ in range(7):  # the ratio holds along either schedule
+        assert adapter["lr"] == pytest.approx(10 * backbone["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = max(g.get("max_lr", g.get("initial_lr")) for g in optimizer.param_groups)
+    assert peak == pytest.approx(2e-2)
+    with pytest.raises(ConfigError, match="optim.adapter_lr_scale must be > 0"):
+        load_config(repo / "configs/advected_fields/simvp_predgs.yaml", [*TINY, "optim.adapter_lr_scale=0"])

@@ -3,7 +3,7 @@
     python tools/predgs_share.py runs/demo/predgs_l1_ssim [more runs] [--checkpoint best|last] [--max-batches 4]
 
 PredGS fuses the backbone's coarse frame c and the rendering r by a 1x1 convolution,
-``out = W_c c + W_r r + b`` (``fusion: add``: ``out = c + r``). Per run, on the test split:
+``out = W_c c + W_r r + b`` (``fusion: add``: ``out = c + r``, a ratio of 1). Per run, on the test split:
 
 * ``|W_r|/|W_c|``: Frobenius norms of the fusion weights on the rendered and on the coarse channels;
 * ``render share``: mean |W_r r| / (mean |W_c c + b| + mean |W_r r|) over pixels, the rendering's part of the output;
@@ -77,7 +77,7 @@ def render_share(run: str | Path, checkpoint: str = "best", max_batches: int | N
         acc["out"].update(fused, y)
     weight = adapter.fuse.weight[:, :, 0, 0] if adapter.fusion_mode == "conv" else None
     c = coarse.shape[2]
-    ratio = (weight[:, c:].norm() / weight[:, :c].norm()).item() if weight is not None else float("nan")
+    ratio = (weight[:, c:].norm() / weight[:, :c].norm()).item() if weight is not None else 1.0  # add: W_r = W_c = I
     return {
         "|W_r|/|W_c|": ratio,
         "render share": sums["rendered"] / (sums["coarse"] + sums["rendered"]),

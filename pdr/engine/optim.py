@@ -10,9 +10,23 @@ import torch
 from ..config import Config
 
 
+def parameter_groups(cfg: Config, model: torch.nn.Module) -> list[dict]:
+    """The trainable parameters: one group at ``optim.lr``, or, with ``optim.adapter_lr_scale`` != 1 and an
+    adapter, the backbone's group and the adapter's at ``lr * adapter_lr_scale`` (ignored without an adapter, so that the arms of a comparison can share it).
+    ``model``: a PDRModel."""
+    o = cfg["optim"]
+    adapter = getattr(model, "adapter", None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if o["adapter_lr_scale"] == 1.0 or adapter is None:
+        return [{"params": trainable, "lr": o["lr"]}]
+    own = {id(p) for p in adapter.parameters()}
+    return [{"params": [p for p in trainable if id(p) not in own], "lr": o["lr"]},
+            {"params": [p for p in trainable if id(p) in own], "lr": o["lr"] * o["adapter_lr_scale"]}]
+
+
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg["optim"]
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = parameter_groups(cfg, model)
     if o["name"] == "adamw":
         return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
     if o["name"] == "adam":
@@ -43,7 +57,8 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: 
     momentum (AdamW's beta1) cycled from 0.95 down to 0.85 and back."""
     if cfg["schedule"]["name"] == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg["optim"]["lr"], total_steps=max(1, total_steps), pct_start=cfg["schedule"]["pct_start"],
+            optimizer, max_lr=[group.get("max_lr", group["lr"]) for group in optimizer.param_groups],
+            total_steps=max(1, total_steps), pct_start=cfg["schedule"]["pct_start"],
             anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
             final_div_factor=1e4,
         )
