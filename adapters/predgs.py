@@ -229,9 +229,6 @@ class PredGS(Adapter):
         """(B, T, C, H, W) coarse frames (and optional features (B, T, F, h, w)) -> (B, T, C, H, W)."""
         if not self.training and not self.enabled_at_inference:
             return coarse
-        if self.detach_coarse:
-            coarse = coarse.detach()
-            features = None if features is None else features.detach()
         rendered = self.render(coarse, features)
         if self.fusion_mode == "add":
             return coarse + rendered

@@ -160,8 +160,13 @@ class PDRModel(nn.Module):
 
     def refine(self, coarse: Tensor, features: Tensor | None = None) -> Tensor:
         """The adapter on backbone frames (B, T, C, H, W) and their features (B, T, F, h, w): frames of the same
-        shape; the backbone frames themselves when there is no adapter."""
-        return coarse if self.adapter is None else self.adapter(coarse, features)
+        shape; the backbone frames themselves when there is no adapter. An adapter with ``detach_coarse`` gets them
+        detached: its output does not back-propagate into the backbone."""
+        if self.adapter is None:
+            return coarse
+        if self.adapter.detach_coarse:
+            coarse, features = coarse.detach(), None if features is None else features.detach()
+        return self.adapter(coarse, features)
 
     def forward(self, x: Tensor, targets: Tensor | None = None, step: int | None = None,
                 extras: dict | None = None, return_output: bool = False) -> Tensor | ModelOutput:

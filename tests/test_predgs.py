@@ -9,6 +9,17 @@ from pdr.model import PDRModel
 from pdr.registry import BACKBONES
 
 
+def fit_l1(adapter: PredGS, coarse: torch.Tensor, target: torch.Tensor, steps: int) -> float:
+    """Adam at lr 1e-2 on the L1 error of ``adapter(coarse)``; the last step's loss."""
+    opt = torch.optim.Adam(adapter.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = (adapter(coarse) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
 def test_base_grid_is_uniform_and_inside():
     grid = base_grid(300, 32, 32)
     assert grid.shape == (300, 2)
@@ -64,13 +75,8 @@ def test_conv_fusion_starts_as_the_backbone_and_the_gaussians_learn_what_fusion_
     design = torch.stack([coarse.flatten(), torch.ones(coarse.numel())], 1).double()
     best_affine = design @ torch.linalg.lstsq(design, target.flatten().double()[:, None]).solution
     fusion_alone = (best_affine.view_as(target).float() - target).abs().mean().item()
-    opt = torch.optim.Adam(adapter.parameters(), lr=1e-2)
-    for _ in range(40):
-        loss = (adapter(coarse) - target).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.3 * fusion_alone
+    loss = fit_l1(adapter, coarse, target, steps=40)
+    assert loss < 0.3 * fusion_alone
     with torch.no_grad():
         rendered = adapter.render(coarse)[0, 0, 0]
     # the rendered frame carries the blobs: brighter at their centres than at a corner far from both
@@ -181,12 +187,7 @@ def test_conv_head_learns_a_blob_wherever_the_input_has_one():
     adapter = PredGS((1, 16, 16), num_gaussians=64, kernel_size=9, pool=2, hidden=16, head="conv",
                      amplitude_activation="tanh", amplitude_range=(0.0, 1.0), fusion="add", backend="torch")
     dots, target = _dot_frames(64, 16, seed=1)
-    opt = torch.optim.Adam(adapter.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = (adapter(dots) - target).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_l1(adapter, dots, target, steps=150)
     test_dots, test_target = _dot_frames(32, 16, seed=2)
     with torch.no_grad():
         error = (adapter(test_dots) - test_target).abs().mean().item()

@@ -12,8 +12,8 @@ from ..config import Config
 
 def parameter_groups(cfg: Config, model: torch.nn.Module) -> list[dict]:
     """The trainable parameters: one group at ``optim.lr``, or, with ``optim.adapter_lr_scale`` != 1 and an
-    adapter, the backbone's group and the adapter's at ``lr * adapter_lr_scale`` (ignored without an adapter, so that the arms of a comparison can share it).
-    ``model``: a PDRModel."""
+    adapter, the backbone's group and the adapter's at ``lr * adapter_lr_scale``. The scale is ignored without an
+    adapter, so that the arms of a comparison can share it. ``model``: a PDRModel."""
     o = cfg["optim"]
     adapter = getattr(model, "adapter", None)
     trainable = [p for p in model.parameters() if p.requires_grad]
