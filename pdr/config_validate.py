@@ -113,6 +113,33 @@ def _check_component(cfg: Config, where: str, section: dict | None) -> None:
         raise ConfigError(f"{cfg.origin(getattr(exc, 'key', where))}: {exc}") from None
 
 
+def _check_loss(cfg: Config) -> None:
+    """The loss's name and arguments, and its optional ``warmup`` (``pdr.losses.LossWarmup``)."""
+    from .losses import build_loss, check_warmup
+
+    section = cfg["loss"]
+    warmup = section.pop("warmup", None)
+    _check_component(cfg, "loss", section)
+    if warmup is not None:
+        try:
+            if isinstance(warmup, dict) and isinstance(warmup.get("start"), dict):  # names first, then "20" -> 20.0
+                warmup = {**warmup, "start": LOSSES.check_kwargs(section["name"], warmup["start"], "loss.warmup.start")}
+            steps, start = check_warmup(warmup)
+        except ValueError as exc:
+            raise ConfigError(f"{cfg.origin('loss.warmup')}: {exc}") from None
+        section["warmup"] = {"steps": steps, "start": start}
+        for key in ("train.monitor", "train.early_stop.monitor"):
+            if cfg.get_path(key) in ("val/loss", "train/loss"):
+                raise ConfigError(f"{cfg.origin(key)}: {key}: {cfg.get_path(key)} changes meaning along loss.warmup "
+                                  f"({cfg.origin('loss.warmup')}); monitor a metric such as val/mse")
+    try:  # the loss's own checks (ranges), with the file named
+        build_loss(section)
+    except ValueError as exc:
+        where = "loss.warmup" if str(exc).startswith("loss.warmup") else "loss"
+        prefix = "" if where == "loss.warmup" else "loss: "
+        raise ConfigError(f"{cfg.origin(where)}: {prefix}{exc}") from None
+
+
 def _check_metric_names(cfg: Config) -> None:
     """train.monitor must be a value that validation logs, eval.metrics registered metrics (pdr.metrics)."""
     from . import metrics
@@ -158,7 +185,7 @@ def validate_config(cfg: Config) -> Config:
     import_modules(resolved["imports"], where=f"{cfg.origin('imports')}: imports")
     _check_component(resolved, "model.backbone", resolved["model"]["backbone"])
     _check_component(resolved, "model.adapter", resolved["model"]["adapter"])
-    _check_component(resolved, "loss", resolved["loss"])
+    _check_loss(resolved)
 
     data = resolved["data"]
     try:

@@ -6,6 +6,8 @@ can point at).
 """
 from __future__ import annotations
 
+from inspect import signature
+
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.metrics import ssim as kornia_ssim
@@ -91,15 +93,83 @@ class L1SSIMLoss(nn.Module):
         _check_pair(pred, target)
         l1 = F.l1_loss(pred, target)
         dssim = 1.0 - ssim_per_frame(pred, target, self.window_size, self.data_range).mean()
+        mse = F.mse_loss(pred, target)  # logged at any weight, so that runs with and without it compare
         loss = self.lam * l1 + (1.0 - self.lam) * dssim
-        if not self.mse_weight:
-            return {"loss": loss, "l1": l1, "1-ssim": dssim}
-        mse = F.mse_loss(pred, target)
-        return {"loss": loss + self.mse_weight * mse, "l1": l1, "1-ssim": dssim, "mse": mse}
+        if self.mse_weight:
+            loss = loss + self.mse_weight * mse
+        return {"loss": loss, "l1": l1, "1-ssim": dssim, "mse": mse}
+
+
+class LossWarmup(nn.Module):
+    """A loss whose numeric arguments move linearly from ``start`` values at step 0 to their configured
+    values at step ``steps``, then stay there: ``loss: {name: l1_ssim, warmup: {steps: 200, start:
+    {mse_weight: 20.0}}}`` begins close to MSE and ends as plain L1 + SSIM.
+
+    The trainer calls ``set_step(step)`` before every optimiser step (a resumed run continues the ramp
+    where it stopped); validation scores the loss with the values of the current step.
+
+    Args:
+        loss: the wrapped loss; every ramped argument is an attribute of it under the argument's name.
+        steps: length of the ramp in optimiser steps (>= 1).
+        start: argument name -> value at step 0.
+    """
+
+    def __init__(self, loss: nn.Module, steps: int, start: dict[str, float]):
+        super().__init__()
+        self.loss, self.steps = loss, int(steps)
+        self.start = {k: float(v) for k, v in start.items()}
+        self.end = {k: float(getattr(loss, k)) for k in start}
+        self.set_step(0)
+
+    def values_at(self, step: int) -> dict[str, float]:
+        """The ramped arguments' values at optimiser step ``step``."""
+        if step >= self.steps:
+            return dict(self.end)
+        t = max(step, 0) / self.steps
+        return {k: a * (1.0 - t) + self.end[k] * t for k, a in self.start.items()}
+
+    def set_step(self, step: int) -> None:
+        for key, value in self.values_at(step).items():
+            setattr(self.loss, key, value)
+
+    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        return self.loss(pred, target)
+
+
+def check_warmup(warmup) -> tuple[int, dict]:
+    """A loss section's ``warmup`` checked: (steps, start values). Errors name ``loss.warmup...``."""
+    if not isinstance(warmup, dict) or set(warmup) != {"steps", "start"}:
+        raise ValueError(f"loss.warmup: expected a mapping with exactly the keys steps and start, got {warmup!r}")
+    steps, start = warmup["steps"], warmup["start"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"loss.warmup.steps: expected an integer >= 1 (optimiser steps), got {steps!r}")
+    if not isinstance(start, dict) or not start:
+        raise ValueError(f"loss.warmup.start: expected a mapping of argument name -> value at step 0, got {start!r}")
+    for key, value in start.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"loss.warmup.start.{key}: expected a number, got {value!r}")
+    return steps, start
 
 
 def build_loss(spec: dict) -> nn.Module:
-    return LOSSES.build(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    """The loss that ``spec`` (the config's ``loss`` section: ``name``, the loss's arguments and an optional
+    ``warmup``, see ``LossWarmup``) describes."""
+    name = spec["name"]
+    kwargs = {k: v for k, v in spec.items() if k not in ("name", "warmup")}
+    loss = LOSSES.build(name, **kwargs)
+    if spec.get("warmup") is None:
+        return loss
+    steps, start = check_warmup(spec["warmup"])
+    arguments = signature(type(loss).__init__).parameters
+    for key, value in start.items():
+        if key not in arguments or type(getattr(loss, key, None)) is not float:
+            raise ValueError(f"loss.warmup.start.{key}: loss {name!r} has no real-valued argument {key!r} to ramp "
+                             f"(only arguments that the loss keeps as floats, such as weights, can be ramped)")
+        try:
+            LOSSES.build(name, **{**kwargs, key: value})
+        except ValueError as exc:
+            raise ValueError(f"loss.warmup.start.{key}: {exc}") from None
+    return LossWarmup(loss, steps, start)
 
 
-__all__ = ["MSELoss", "L1Loss", "L1SSIMLoss", "ssim_per_frame", "build_loss"]
+__all__ = ["MSELoss", "L1Loss", "L1SSIMLoss", "LossWarmup", "ssim_per_frame", "build_loss", "check_warmup"]

@@ -81,6 +81,25 @@ def test_wrong_type_and_missing_value(tmp_path):
         load_config(path)
 
 
+def test_loss_warmup_is_checked_and_kept(tmp_path):
+    loss = {"name": "l1_ssim", "mse_weight": 1.0, "warmup": {"steps": 50, "start": {"mse_weight": "20"}}}
+    cfg = load_config(write(tmp_path / "ok.yaml", {**BASE, "loss": loss}))
+    assert cfg["loss"]["warmup"] == {"steps": 50, "start": {"mse_weight": 20.0}}
+    bad = {**loss, "warmup": {"steps": 50, "start": {"mse_wieght": 20.0}}}
+    with pytest.raises(ConfigError, match=r"bad.yaml: loss.warmup.start.mse_wieght: unknown argument of loss "
+                                          r"'l1_ssim'. Did you mean 'mse_weight'"):
+        load_config(write(tmp_path / "bad.yaml", {**BASE, "loss": bad}))
+    with pytest.raises(ConfigError, match=r"bad2.yaml: loss.warmup.steps: expected an integer >= 1"):
+        load_config(write(tmp_path / "bad2.yaml", {**BASE, "loss": {**loss, "warmup": {"steps": -1, "start": {}}}}))
+    out_of_range = {**loss, "warmup": {"steps": 5, "start": {"lam": 2.0}}}
+    with pytest.raises(ConfigError, match=r"bad3.yaml: loss.warmup.start.lam: lam must be in \[0, 1\]"):
+        load_config(write(tmp_path / "bad3.yaml", {**BASE, "loss": out_of_range}))
+    with pytest.raises(ConfigError, match=r"bad4.yaml: loss: lam must be in \[0, 1\]"):
+        load_config(write(tmp_path / "bad4.yaml", {**BASE, "loss": {"name": "l1_ssim", "lam": 2.0}}))
+    with pytest.raises(ConfigError, match=r"bad5.yaml: train.monitor: val/loss changes meaning along loss.warmup"):
+        load_config(write(tmp_path / "bad5.yaml", {**BASE, "loss": loss, "train": {"monitor": "val/loss"}}))
+
+
 def test_dataset_argument_is_checked(tmp_path):
     path = write(tmp_path / "bad.yaml", {**BASE, "data": {**BASE["data"], "num_trian": 3}})
     with pytest.raises(ConfigError, match=r"data.num_trian: unknown argument of dataset 'bouncing_sprites'"):

@@ -28,7 +28,7 @@ def test_l1_ssim_adds_a_weighted_mse_term():
     mse = ((pred.double() - target.double()) ** 2).mean().item()
     assert terms["mse"].item() == pytest.approx(mse, rel=1e-5)
     assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 5.0 * mse, rel=1e-5)
-    assert "mse" not in plain
+    assert plain["mse"].item() == pytest.approx(mse, rel=1e-5)  # logged, not added
     with pytest.raises(ValueError, match="mse_weight"):
         build_loss({"name": "l1_ssim", "mse_weight": -1.0})
 
@@ -70,3 +70,27 @@ def test_shape_mismatch_is_named():
         build_loss({"name": "mse"})(torch.zeros(1, 2, 1, 4, 4), torch.zeros(1, 3, 1, 4, 4))
     with pytest.raises(ValueError, match="lam must be in"):
         build_loss({"name": "l1_ssim", "lam": 2.0})
+
+
+def test_warmup_moves_the_weights_linearly_from_start_to_the_configured_values():
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 2, 1, 16, 16), torch.rand(2, 2, 1, 16, 16)
+    plain = build_loss({"name": "l1_ssim"})(pred, target)["loss"].item()
+    mse = ((pred.double() - target.double()) ** 2).mean().item()
+    loss = build_loss({"name": "l1_ssim", "mse_weight": 1.0, "warmup": {"steps": 100, "start": {"mse_weight": 21.0}}})
+    for step, weight in ((0, 21.0), (25, 16.0), (50, 11.0), (100, 1.0), (5000, 1.0)):
+        loss.set_step(step)
+        assert loss(pred, target)["loss"].item() == pytest.approx(plain + weight * mse, rel=1e-5), step
+
+
+def test_warmup_errors_name_the_key():
+    base = {"name": "l1_ssim", "lam": 0.5}
+    for key in ("window_size", "data"):  # an integer argument (a ramp would make it a float), no argument
+        with pytest.raises(ValueError, match=rf"loss.warmup.start.{key}: loss 'l1_ssim' has no real-valued argument"):
+            build_loss({**base, "warmup": {"steps": 10, "start": {key: 3}}})
+    with pytest.raises(ValueError, match=r"loss.warmup.start.lam: lam must be in \[0, 1\]"):
+        build_loss({**base, "warmup": {"steps": 10, "start": {"lam": 2.0}}})
+    with pytest.raises(ValueError, match=r"loss.warmup.steps: expected an integer >= 1"):
+        build_loss({**base, "warmup": {"steps": 0, "start": {"lam": 1.0}}})
+    with pytest.raises(ValueError, match=r"loss.warmup: expected a mapping with exactly the keys steps and start"):
+        build_loss({**base, "warmup": {"steps": 10, "from": {"lam": 1.0}}})

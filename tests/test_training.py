@@ -54,6 +54,24 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, repo, tiny_overri
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_loss_warmup_follows_the_optimiser_step(tmp_path, repo, tiny_overrides):
+    """With ``loss.warmup`` every training step's loss uses the weight of that step (4 -> 0 over 4 steps)."""
+    cfg = tiny_cfg(repo, tiny_overrides, "loss={name: l1_ssim, mse_weight: 0.0, warmup: {steps: 4, start: "
+                   "{mse_weight: 4.0}}}", "train.max_steps=6")
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    inner, seen = trainer.loss_fn.loss, []
+    forward = inner.forward
+
+    def recording(pred, target):
+        if trainer.model.training:
+            seen.append(inner.mse_weight)
+        return forward(pred, target)
+
+    inner.forward = recording
+    trainer.fit()
+    assert seen == [4.0, 3.0, 2.0, 1.0, 0.0, 0.0]
+
+
 def test_resume_refuses_another_config(tmp_path, repo, tiny_overrides):
     Trainer(tiny_cfg(repo, tiny_overrides), tmp_path / "run", show_progress=False).fit()
     other = tiny_cfg(repo, tiny_overrides, "model.adapter.num_gaussians=25")

@@ -247,6 +247,7 @@ class Trainer:
         Returns the loss terms (means over the micro-batches) and whether the weights were updated: a step
         whose loss is not finite is skipped (``NonFinitePolicy``) but still advances the schedule.
         """
+        self._ramp_loss()
         self.optimizer.zero_grad(set_to_none=True)
         skipped, step_terms = False, []
         for micro in range(self.accumulate):
@@ -267,6 +268,11 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
             self.scheduler.step()
         return terms, not skipped
+
+    def _ramp_loss(self) -> None:
+        """Give a loss with a warm-up (``loss.warmup``, ``pdr.losses.LossWarmup``) the current step."""
+        if hasattr(self.loss_fn, "set_step"):
+            self.loss_fn.set_step(self.global_step)
 
     def _apply_update(self) -> None:
         self.amp.scaler.unscale_(self.optimizer)
@@ -291,6 +297,7 @@ class Trainer:
     def evaluate_split(self, loader: DataLoader, max_batches: int | None = None) -> dict:
         """Loss and metrics of the EMA (or plain) model on ``loader`` (``evaluate.validation_scores``)."""
         model = self.ema.module if self.ema is not None else self.model
+        self._ramp_loss()
         scores, self._last_example = validation_scores(model, loader, self.loss_fn, self.device, self.amp.autocast,
                                                        max_batches)
         return scores
