@@ -77,6 +77,8 @@ SCHEMA: dict[str, Any] = {
         "deterministic": _f(bool, False),
         "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (its direction comes from "
                       "pdr.metrics; one per benchmark, docs/datasets.md)"),
+        "monitor_after": _f(int, 0, help="validations before this optimiser step do not compete for best.pt nor count "
+                            "for early stopping (e.g. the length of loss.warmup); the last one competes if none did"),
         "precision": _f(str, "fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision; fp16 uses a grad scaler"),
         "accumulate_steps": _f(int, 1, help="micro-batches per optimizer step"),
         "ema_decay": _f((float, NONE), None, help="keep an EMA of the weights (validated and saved) when set"),

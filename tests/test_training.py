@@ -72,6 +72,20 @@ def test_loss_warmup_follows_the_optimiser_step(tmp_path, repo, tiny_overrides):
     assert seen == [4.0, 3.0, 2.0, 1.0, 0.0, 0.0]
 
 
+def test_monitor_after_keeps_early_validations_out_of_best(tmp_path, repo, tiny_overrides):
+    """Validations at steps 2, 4 and 6 scoring val/mse 1, 3, 2: best.pt is step 2 without monitor_after, step 6 with
+    monitor_after 3 (step 2 may not compete) and with 7 (only the final validation may)."""
+    for after, expected in ((0, 2), (3, 6), (7, 6)):
+        trainer = Trainer(tiny_cfg(repo, tiny_overrides, "train.max_steps=6", f"train.monitor_after={after}"),
+                          tmp_path / f"run{after}", show_progress=False)
+        trainer._last_example = None
+        trainer.evaluate_split = lambda loader, max_batches=None, t=trainer: {
+            "loss": 0.5, "mse": {2: 1.0, 4: 3.0, 6: 2.0}[t.global_step]}
+        trainer.fit()
+        best = torch.load(tmp_path / f"run{after}" / "checkpoints" / "best.pt", weights_only=False)
+        assert (best["global_step"], trainer.best) == (expected, {2: 1.0, 6: 2.0}[expected]), after
+
+
 def test_resume_refuses_another_config(tmp_path, repo, tiny_overrides):
     Trainer(tiny_cfg(repo, tiny_overrides), tmp_path / "run", show_progress=False).fit()
     other = tiny_cfg(repo, tiny_overrides, "model.adapter.num_gaussians=25")

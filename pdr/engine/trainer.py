@@ -311,7 +311,11 @@ class Trainer:
         if self.monitor not in row:
             raise PDRError(f"train.monitor: {self.monitor!r} is not among the logged values {sorted(row)}")
         value = row[self.monitor]
-        improved = improves(value, self.best, self.higher_is_better)
+        # before train.monitor_after (e.g. inside a loss warm-up) a validation neither competes for best.pt nor
+        # counts for early stopping; the final one competes when nothing did before it
+        eligible = self.global_step >= self.cfg["train"]["monitor_after"] or (
+            self.best is None and self.global_step >= self.total_steps)
+        improved = eligible and improves(value, self.best, self.higher_is_better)
         self.history.append(row)
         self.run_folder.record_validation(row, self._last_example, self.global_step)
         self._info("validation epoch %d: %s", self.epoch,
@@ -320,7 +324,7 @@ class Trainer:
             self.best = value
             self.save("best")
             self._info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
-        if self.early_stop is not None:
+        if self.early_stop is not None and eligible:
             self.early_stop.update(row)
         return row
 
