@@ -16,6 +16,7 @@ _COMPONENT_REGISTRIES = {
     "loss": (LOSSES, ()),
 }
 _DATA_OWN_KEYS = ("split", "in_frames", "out_frames")
+_MONITOR_KEYS = ("train.monitor", "train.early_stop.monitor")
 
 
 def _type_name(types: tuple) -> str:
@@ -115,29 +116,30 @@ def _check_component(cfg: Config, where: str, section: dict | None) -> None:
 
 def _check_loss(cfg: Config) -> None:
     """The loss's name and arguments, and its optional ``warmup`` (``pdr.losses.LossWarmup``)."""
-    from .losses import build_loss, check_warmup
+    from .losses import build_loss
 
     section = cfg["loss"]
     warmup = section.pop("warmup", None)
     _check_component(cfg, "loss", section)
-    if warmup is not None:
+    if isinstance(warmup, dict) and isinstance(warmup.get("start"), dict):  # the names and "20" -> 20.0
         try:
-            if isinstance(warmup, dict) and isinstance(warmup.get("start"), dict):  # names first, then "20" -> 20.0
-                warmup = {**warmup, "start": LOSSES.check_kwargs(section["name"], warmup["start"], "loss.warmup.start")}
-            steps, start = check_warmup(warmup)
-        except ValueError as exc:
+            warmup = {**warmup, "start": LOSSES.check_kwargs(section["name"], warmup["start"], "loss.warmup.start")}
+        except ConfigError as exc:
             raise ConfigError(f"{cfg.origin('loss.warmup')}: {exc}") from None
-        section["warmup"] = {"steps": steps, "start": start}
-        for key in ("train.monitor", "train.early_stop.monitor"):
-            if cfg.get_path(key) in ("val/loss", "train/loss"):
-                raise ConfigError(f"{cfg.origin(key)}: {key}: {cfg.get_path(key)} changes meaning along loss.warmup "
-                                  f"({cfg.origin('loss.warmup')}); monitor a metric such as val/mse")
-    try:  # the loss's own checks (ranges), with the file named
+    if warmup is not None:
+        section["warmup"] = warmup
+    try:  # the warm-up's shape and the loss's own checks (ranges), with the file named
         build_loss(section)
     except ValueError as exc:
         where = "loss.warmup" if str(exc).startswith("loss.warmup") else "loss"
         prefix = "" if where == "loss.warmup" else "loss: "
         raise ConfigError(f"{cfg.origin(where)}: {prefix}{exc}") from None
+    if warmup is None:
+        return
+    for key in _MONITOR_KEYS:
+        if cfg.get_path(key) in ("val/loss", "train/loss"):
+            raise ConfigError(f"{cfg.origin(key)}: {key}: {cfg.get_path(key)} changes meaning along loss.warmup "
+                              f"({cfg.origin('loss.warmup')}); monitor a metric such as val/mse")
 
 
 def _check_metric_names(cfg: Config) -> None:
@@ -145,7 +147,7 @@ def _check_metric_names(cfg: Config) -> None:
     from . import metrics
 
     allowed = metrics.monitor_names()
-    for key in ("train.monitor", "train.early_stop.monitor"):
+    for key in _MONITOR_KEYS:
         monitor = cfg.get_path(key)
         if monitor is not None and monitor not in allowed:
             hint = closest_hint(monitor, allowed, cutoff=0.5)

@@ -136,7 +136,7 @@ class LossWarmup(nn.Module):
         return self.loss(pred, target)
 
 
-def check_warmup(warmup) -> tuple[int, dict]:
+def _check_warmup(warmup) -> tuple[int, dict]:
     """A loss section's ``warmup`` checked: (steps, start values). Errors name ``loss.warmup...``."""
     if not isinstance(warmup, dict) or set(warmup) != {"steps", "start"}:
         raise ValueError(f"loss.warmup: expected a mapping with exactly the keys steps and start, got {warmup!r}")
@@ -159,7 +159,7 @@ def build_loss(spec: dict) -> nn.Module:
     loss = LOSSES.build(name, **kwargs)
     if spec.get("warmup") is None:
         return loss
-    steps, start = check_warmup(spec["warmup"])
+    steps, start = _check_warmup(spec["warmup"])
     arguments = signature(type(loss).__init__).parameters
     for key, value in start.items():
         if key not in arguments or type(getattr(loss, key, None)) is not float:
@@ -172,4 +172,4 @@ def build_loss(spec: dict) -> nn.Module:
     return LossWarmup(loss, steps, start)
 
 
-__all__ = ["MSELoss", "L1Loss", "L1SSIMLoss", "LossWarmup", "ssim_per_frame", "build_loss", "check_warmup"]
+__all__ = ["MSELoss", "L1Loss", "L1SSIMLoss", "LossWarmup", "ssim_per_frame", "build_loss"]
