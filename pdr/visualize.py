@@ -18,10 +18,14 @@ def _pyplot():
 
 
 def _layout(fig, title: str):
-    """Title and tight layout."""
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    """Title and tight layout. The title gets a band of fixed height at the top: placed in fractions of
+    the figure, as by default, it sinks into the first row of a tall figure."""
+    if not title:
+        fig.tight_layout()
+        return fig
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=9, y=1.0 - 0.05 / height, va="top")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / height))
     return fig
 
 
@@ -115,6 +119,11 @@ def save_metric_curves(path: str | Path, curves: dict, title: str = "") -> Path:
 
     ``curves`` maps a metric to its values, or to ``{run name: values}`` to compare runs in one figure.
     """
+    return _save(metric_curves_figure(curves, title), path, dpi=100)
+
+
+def metric_curves_figure(curves: dict, title: str = ""):
+    """The figure of ``save_metric_curves``, laid out, not saved."""
     plt = _pyplot()
     names = [k for k, v in curves.items() if v]
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False)
@@ -125,9 +134,9 @@ def save_metric_curves(path: str | Path, curves: dict, title: str = "") -> Path:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted frame", fontsize=8)
         ax.grid(alpha=0.3)
-        if len(series) > 1:
-            ax.legend(fontsize=7)
-    return _finish(fig, path, title, dpi=100)
+    if any(isinstance(v, dict) and len(v) > 1 for v in curves.values()):  # one legend, beside the panels, not over a curve
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
+    return _layout(fig, title)
 
 
 def save_training_curves(path: str | Path, history: list[dict],

@@ -81,6 +81,17 @@ def test_wrong_type_and_missing_value(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("train, key, message", [
+    ({"max_steps": 0}, "max_steps", "must be >= 1, got 0"),
+    ({"max_steps": None, "epochs": -2}, "epochs", "must be >= 1, got -2"),
+    ({"max_steps": 3, "monitor_after": -1}, "monitor_after", "must be >= 0, got -1"),
+])
+def test_a_budget_out_of_range_is_refused_with_its_key(tmp_path, train, key, message):
+    path = write(tmp_path / "budget.yaml", {**BASE, "train": train})
+    with pytest.raises(ConfigError, match=rf"budget.yaml.*train.{key}: {message}"):
+        load_config(path)
+
+
 def test_loss_warmup_is_checked_and_kept(tmp_path):
     loss = {"name": "l1_ssim", "mse_weight": 1.0, "warmup": {"steps": 50, "start": {"mse_weight": "20"}}}
     cfg = load_config(write(tmp_path / "ok.yaml", {**BASE, "loss": loss}))

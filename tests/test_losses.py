@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from pdr.losses import build_loss, ssim_per_frame
+from pdr.losses import build_loss, gradient_difference, ssim_per_frame
 
 
 def test_identical_frames_cost_nothing():
@@ -31,6 +32,50 @@ def test_l1_ssim_adds_a_weighted_mse_term():
     assert plain["mse"].item() == pytest.approx(mse, rel=1e-5)  # logged, not added
     with pytest.raises(ValueError, match="mse_weight"):
         build_loss({"name": "l1_ssim", "mse_weight": -1.0})
+
+
+def _numpy_gradient_difference(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mathieu et al.'s gradient difference with exponent 1, central differences, borders replicated."""
+    def magnitudes(x):
+        padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+        dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
+        dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
+        return np.abs(dx), np.abs(dy)
+    (px, py), (tx, ty) = magnitudes(pred), magnitudes(target)
+    return float((np.abs(px - tx).mean() + np.abs(py - ty).mean()) / 2)
+
+
+def test_gradient_difference_equals_a_numpy_computation():
+    pred, target = torch.rand(2, 3, 2, 12, 17), torch.rand(2, 3, 2, 12, 17)
+    expected = _numpy_gradient_difference(pred.double().numpy(), target.double().numpy())
+    assert gradient_difference(pred, target).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_difference_sees_lost_edges_not_offsets():
+    """It charges a blurred or faded copy of the frame for the edges it lost, and nothing for a brightness
+    offset or an inverted copy, which keep every edge's magnitude (L1 charges all four)."""
+    target = torch.zeros(1, 1, 1, 32, 32)
+    target[..., 8:24, 8:24] = 0.8
+    offset, inverted, faded = target + 0.1, 0.8 - target, 0.5 * target
+    blurred = torch.nn.functional.avg_pool2d(target[0], 5, stride=1, padding=2, count_include_pad=False)[None]
+    assert gradient_difference(offset, target).item() == pytest.approx(0.0, abs=1e-7)
+    assert gradient_difference(inverted, target).item() == pytest.approx(0.0, abs=1e-7)
+    assert gradient_difference(faded, target).item() == pytest.approx(
+        0.5 * _numpy_gradient_difference(np.zeros((32, 32)), target[0, 0, 0].numpy()), rel=1e-5)
+    assert gradient_difference(blurred, target).item() > 0.25 * gradient_difference(
+        torch.zeros_like(target), target).item()
+
+
+def test_l1_ssim_adds_a_weighted_gradient_difference_term():
+    pred, target = torch.rand(2, 2, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
+    plain = build_loss({"name": "l1_ssim", "mse_weight": 1.0})(pred, target)
+    terms = build_loss({"name": "l1_ssim", "mse_weight": 1.0, "grad_weight": 2.0})(pred, target)
+    gdl = _numpy_gradient_difference(pred.double().numpy(), target.double().numpy())
+    assert terms["gdl"].item() == pytest.approx(gdl, rel=1e-5)
+    assert plain["gdl"].item() == pytest.approx(gdl, rel=1e-5)  # logged, not added
+    assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * gdl, rel=1e-5)
+    with pytest.raises(ValueError, match="grad_weight"):
+        build_loss({"name": "l1_ssim", "grad_weight": -0.5})
 
 
 def test_ssim_per_frame_equals_scikit_image_gaussian_ssim():

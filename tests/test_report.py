@@ -8,7 +8,7 @@ import pytest
 
 from pdr.cli.eval import main as eval_main
 from pdr.cli.train import main as train_main
-from pdr.visualize import _pyplot, prediction_grid_figure, save_sequence_gif
+from pdr.visualize import _pyplot, metric_curves_figure, prediction_grid_figure, save_sequence_gif
 
 TINY = [
     "model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2",
@@ -36,6 +36,42 @@ def test_grid_row_labels_lie_inside_the_figure_and_clear_of_every_image(shape, l
             assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1, text.get_text()
             assert figure_box.y0 <= box.y0 and box.y1 <= figure_box.y1, text.get_text()
             assert not any(box.overlaps(image) for image in images), f"{text.get_text()!r} runs into an image"
+    finally:
+        _pyplot().close(fig)
+
+
+@pytest.mark.parametrize("sequences, arms", [(1, 1), (4, 4), (6, 8)])
+def test_grid_title_lies_above_the_first_row_however_tall_the_grid(sequences, arms):
+    rng = np.random.default_rng(0)
+    inputs, truth = rng.random((sequences, 10, 1, 16, 16)), rng.random((sequences, 10, 1, 16, 16))
+    fig = prediction_grid_figure(inputs, truth, {f"arm {i}": truth for i in range(arms)}, title="same sequences")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        title = fig._suptitle.get_window_extent(renderer)
+        assert fig.bbox.y0 <= title.y0 and title.y1 <= fig.bbox.y1
+        column_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.title.get_text()]
+        assert len(column_titles) == 10
+        assert title.y0 > max(box.y1 for box in column_titles), "the title runs into the column titles"
+    finally:
+        _pyplot().close(fig)
+
+
+@pytest.mark.parametrize("runs", [2, 9])
+def test_the_curves_legend_lies_inside_the_figure_and_clear_of_every_panel(runs):
+    rng = np.random.default_rng(0)
+    names = [f"arm {i} with a long name (no model)" for i in range(runs)]
+    curves = {metric: {name: rng.random(10) for name in names} for metric in ("mse", "mae", "ssim", "sharpness")}
+    fig = metric_curves_figure(curves, title="per predicted frame")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [legend for ax in fig.axes if (legend := ax.get_legend()) is not None]
+        assert len(legends) == 1
+        assert [t.get_text() for t in legends[0].get_texts()] == names
+        box = legends[0].get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+        assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes), "the legend covers a panel"
     finally:
         _pyplot().close(fig)
 
