@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from inspect import signature
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.filters import spatial_gradient
@@ -70,11 +71,14 @@ def ssim_per_frame(pred: Tensor, target: Tensor, window_size: int = 11, data_ran
 
 
 def gradient_difference(pred: Tensor, target: Tensor) -> Tensor:
-    """Gradient difference (Mathieu et al., 2016, with exponent 1): the mean over pixels, channels and both
-    directions of ``| |d pred| - |d target| |``, central differences with replicated borders (kornia).
+    """Gradient difference after Mathieu et al. (2016), exponent 1: the mean over pixels, channels and both
+    directions of ``| |d pred| - |d target| |``.
 
     (B, T, C, H, W) x 2 -> scalar. Zero when the prediction has the truth's edge magnitudes, wherever its
-    values are; a blurred or faded prediction pays for every edge it lost.
+    values are; a blurred or faded prediction pays for every edge it lost. Unlike the paper's neighbour
+    differences, ``d`` is the central difference ``(x[i+1] - x[i-1]) / 2`` with replicated borders (kornia),
+    which is blind to a pattern alternating from one pixel to the next (a checkerboard costs nothing inside
+    the frame).
     """
     flat = [rearrange(x, "b t c h w -> (b t) c h w") for x in (pred, target)]
     grad_pred, grad_target = (spatial_gradient(x, mode="diff") for x in flat)
@@ -112,7 +116,9 @@ class L1SSIMLoss(nn.Module):
         l1 = F.l1_loss(pred, target)
         dssim = 1.0 - ssim_per_frame(pred, target, self.window_size, self.data_range).mean()
         # mse and gdl are logged at any weight, so that runs with and without them compare
-        mse, gdl = F.mse_loss(pred, target), gradient_difference(pred, target)
+        mse = F.mse_loss(pred, target)
+        with torch.set_grad_enabled(bool(self.grad_weight) and torch.is_grad_enabled()):
+            gdl = gradient_difference(pred, target)  # no graph when it is only logged
         loss = self.lam * l1 + (1.0 - self.lam) * dssim
         if self.mse_weight:
             loss = loss + self.mse_weight * mse

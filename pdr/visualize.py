@@ -123,19 +123,27 @@ def save_metric_curves(path: str | Path, curves: dict, title: str = "") -> Path:
 
 
 def metric_curves_figure(curves: dict, title: str = ""):
-    """The figure of ``save_metric_curves``, laid out, not saved."""
+    """The figure of ``save_metric_curves``, laid out, not saved. A run keeps one colour and line style in every
+    panel, and one legend beside the panels names every run of any panel."""
     plt = _pyplot()
-    names = [k for k, v in curves.items() if v]
+    from matplotlib.lines import Line2D
+
+    names = [k for k, v in curves.items() if len(v)]
+    labels = list(dict.fromkeys(label for k in names if isinstance(curves[k], dict) for label in curves[k]))
+    styles = {label: {"color": f"C{i % 10}", "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
+              for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         series = curves[name] if isinstance(curves[name], dict) else {"": curves[name]}
         for label, values in series.items():
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label or None)
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, **styles.get(label, {"color": "C0"}))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted frame", fontsize=8)
         ax.grid(alpha=0.3)
-    if any(isinstance(v, dict) and len(v) > 1 for v in curves.values()):  # one legend, beside the panels, not over a curve
-        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
+    if len(labels) > 1:
+        handles = [Line2D([], [], marker="o", markersize=3, label=label, **styles[label]) for label in labels]
+        axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0),
+                           borderaxespad=0.0, ncol=-(-len(labels) // 8))
     return _layout(fig, title)
 
 

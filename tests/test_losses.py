@@ -67,10 +67,11 @@ def test_gradient_difference_sees_lost_edges_not_offsets():
 
 
 def test_l1_ssim_adds_a_weighted_gradient_difference_term():
-    pred, target = torch.rand(2, 2, 3, 16, 16), torch.rand(2, 2, 3, 16, 16)
+    pred, target = torch.rand(2, 2, 3, 16, 16, requires_grad=True), torch.rand(2, 2, 3, 16, 16)
     plain = build_loss({"name": "l1_ssim", "mse_weight": 1.0})(pred, target)
     terms = build_loss({"name": "l1_ssim", "mse_weight": 1.0, "grad_weight": 2.0})(pred, target)
-    gdl = _numpy_gradient_difference(pred.double().numpy(), target.double().numpy())
+    assert terms["gdl"].requires_grad and not plain["gdl"].requires_grad  # only logged: no graph kept
+    gdl = _numpy_gradient_difference(pred.detach().double().numpy(), target.double().numpy())
     assert terms["gdl"].item() == pytest.approx(gdl, rel=1e-5)
     assert plain["gdl"].item() == pytest.approx(gdl, rel=1e-5)  # logged, not added
     assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * gdl, rel=1e-5)

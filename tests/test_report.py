@@ -57,7 +57,7 @@ def test_grid_title_lies_above_the_first_row_however_tall_the_grid(sequences, ar
         _pyplot().close(fig)
 
 
-@pytest.mark.parametrize("runs", [2, 9])
+@pytest.mark.parametrize("runs", [2, 9, 16])
 def test_the_curves_legend_lies_inside_the_figure_and_clear_of_every_panel(runs):
     rng = np.random.default_rng(0)
     names = [f"arm {i} with a long name (no model)" for i in range(runs)]
@@ -72,6 +72,26 @@ def test_the_curves_legend_lies_inside_the_figure_and_clear_of_every_panel(runs)
         box = legends[0].get_window_extent(renderer)
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
         assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes), "the legend covers a panel"
+    finally:
+        _pyplot().close(fig)
+
+
+def test_a_run_keeps_its_colour_in_every_panel_and_the_legend_names_every_run():
+    """Panels with different runs (a sampled run's best-of and mean-of curves where it has them) and a last
+    panel with a plain curve: the legend lists all runs, each drawn as in the panels."""
+    rng = np.random.default_rng(0)
+    curves = {"mse": {"A (best of 4)": rng.random(5), "A (mean of 4)": rng.random(5), "B": rng.random(5)},
+              "ssim": {"A": rng.random(5), "B": rng.random(5)}, "sharpness": rng.random(5)}
+    fig = metric_curves_figure(curves)
+    try:
+        legend = next(legend for ax in fig.axes if (legend := ax.get_legend()) is not None)
+        drawn = {text.get_text(): (line.get_color(), line.get_linestyle())
+                 for text, line in zip(legend.get_texts(), legend.get_lines())}
+        assert list(drawn) == ["A (best of 4)", "A (mean of 4)", "B", "A"]
+        assert len(set(drawn.values())) == 4
+        for ax, metric in zip(fig.axes, ("mse", "ssim")):
+            for line, label in zip(ax.get_lines(), curves[metric]):
+                assert (line.get_color(), line.get_linestyle()) == drawn[label], (metric, label)
     finally:
         _pyplot().close(fig)
 
