@@ -25,7 +25,7 @@ def _layout(fig, title: str):
         return fig
     height = fig.get_figheight()
     fig.suptitle(title, fontsize=9, y=1.0 - 0.05 / height, va="top")
-    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / height))
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.25 / height))
     return fig
 
 
@@ -127,6 +127,7 @@ def metric_curves_figure(curves: dict, title: str = ""):
     panel, and one legend beside the panels names every run of any panel."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     names = [k for k, v in curves.items() if len(v)]
     labels = list(dict.fromkeys(label for k in names if isinstance(curves[k], dict) for label in curves[k]))
@@ -139,6 +140,7 @@ def metric_curves_figure(curves: dict, title: str = ""):
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, **styles.get(label, {"color": "C0"}))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("predicted frame", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if len(labels) > 1:
         handles = [Line2D([], [], marker="o", markersize=3, label=label, **styles[label]) for label in labels]
