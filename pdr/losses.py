@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from inspect import signature
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.filters import spatial_gradient
@@ -115,10 +114,10 @@ class L1SSIMLoss(nn.Module):
         _check_pair(pred, target)
         l1 = F.l1_loss(pred, target)
         dssim = 1.0 - ssim_per_frame(pred, target, self.window_size, self.data_range).mean()
-        # mse and gdl are logged at any weight, so that runs with and without them compare
-        mse = F.mse_loss(pred, target)
-        with torch.set_grad_enabled(bool(self.grad_weight) and torch.is_grad_enabled()):
-            gdl = gradient_difference(pred, target)  # no graph when it is only logged
+        # mse and gdl are logged at any weight, so that runs with and without them compare; a term that is only
+        # logged sees the detached prediction and builds no graph
+        mse = F.mse_loss(pred if self.mse_weight else pred.detach(), target)
+        gdl = gradient_difference(pred if self.grad_weight else pred.detach(), target)
         loss = self.lam * l1 + (1.0 - self.lam) * dssim
         if self.mse_weight:
             loss = loss + self.mse_weight * mse
