@@ -33,6 +33,7 @@ from ..pretrained import load_backbone_weights
 from ..runtime import resolve_device, seed_everything
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
+from .collapse import warn_on_collapse
 from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
 from .optim import MixedPrecision, build_optimizer, build_scheduler
@@ -320,6 +321,8 @@ class Trainer:
         self.run_folder.record_validation(row, self._last_example, self.global_step)
         self._info("validation epoch %d: %s", self.epoch,
                    " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
+        if self.is_main:
+            warn_on_collapse(self.history, self.work_dir.name)
         if improved:
             self.best = value
             self.save("best")
