@@ -15,9 +15,10 @@ sharpens it starts every arm from that same trained model:
    base is a run folder ``<bases>/<name>`` named by its data, backbone, budget and a digest of its config: it is
    trained once, reused by every comparison whose base has the same config, and resumed when interrupted;
 2. every arm starts from the base's weights (``model.init_from``) for the comparison's own budget
-   (``train.max_steps``) with a fresh optimiser and the fine-tuning schedule ``FINETUNE_SCHEDULE`` (``--set
-   schedule...`` changes it for every arm), and otherwise runs as any arm of ``pdr.compare.compare``: same data,
-   seed, budget and checkpoint rule, resumed when interrupted;
+   (``train.max_steps``) with a fresh optimiser and the fine-tuning schedule (``FINETUNE_SCHEDULE``: no warm-up, a
+   tenth of the config's learning rate, cosine decay; ``--set schedule... optim.lr=...`` changes it for every arm),
+   and otherwise runs as any arm of ``pdr.compare.compare``: same data, seed, budget and checkpoint rule, resumed
+   when interrupted;
 3. the table gets the base itself as its first row, the notes say where the base came from and whether its
    validation curve reached a plateau (``plateau``), and ``base_curve.png`` shows that curve.
 """
@@ -44,8 +45,10 @@ log = logging.getLogger("pdr")
 BASE_RESETS = ("model.adapter=null", "model.init_from=null", "model.freeze_backbone=false", "optim.adapter_lr_scale=1.0",
                "train.monitor_after=0")
 BASE_LOSS = {"name": "mse"}
-# The schedule of every fine-tuning arm, unless --set changes it (docs/finetune.md says why).
-FINETUNE_SCHEDULE = ("schedule={name: constant, warmup_steps: 0}",)
+# The schedule of every fine-tuning arm, unless --set changes it: no warm-up, a tenth of the config's learning
+# rate (the peak of training from scratch), cosine decay to zero (docs/ablations.md, section 17).
+FINETUNE_SCHEDULE = ("schedule={name: cosine, warmup_steps: 0, min_lr_ratio: 0.0}",)
+FINETUNE_LR_FACTOR = 0.1
 # The base's validation curve has reached a plateau when the best monitored value of its last quarter of steps
 # improves on the best before it by less than this fraction.
 PLATEAU_TOLERANCE = 0.02
@@ -299,10 +302,12 @@ def save_base_curve(base: Base, path: Path) -> Path | None:
                                  base.monitor, base.plateau.window if base.plateau else None, title)
 
 
-def finetune_overrides(init_from: Path, overrides: Sequence[str] = ()) -> list[str]:
-    """The overrides of every fine-tuning arm: ``FINETUNE_SCHEDULE`` (which ``overrides`` may change), the
-    comparison's ``overrides`` and the base's weights."""
-    return [*FINETUNE_SCHEDULE, *overrides, f"model.init_from={json.dumps(str(init_from))}"]
+def finetune_overrides(config: str | Path, init_from: Path, overrides: Sequence[str] = ()) -> list[str]:
+    """The overrides of every fine-tuning arm: ``FINETUNE_SCHEDULE`` and ``FINETUNE_LR_FACTOR`` times the config's
+    ``optim.lr`` (which ``overrides`` may change), the comparison's ``overrides`` and the base's weights."""
+    lr = load_config(config, overrides)["optim"]["lr"]
+    return [*FINETUNE_SCHEDULE, f"optim.lr={lr * FINETUNE_LR_FACTOR:g}", *overrides,
+            f"model.init_from={json.dumps(str(init_from))}"]
 
 
 # ----------------------------------------------------------------------------- the arms
@@ -395,16 +400,17 @@ def compare_finetune(config: str | Path, arms: Sequence[Arm], work_dir: str | Pa
     spec.check()
     base_config(config, overrides, spec)  # a bad base or arm config is reported before anything trains
     if not base_only:
-        arm_configs(config, arms, finetune_overrides(Path("base.pt"), overrides), monitor)
+        arm_configs(config, arms, finetune_overrides(config, Path("base.pt"), overrides), monitor)
     base = prepare_base(config, overrides, spec, work_dir, device, show_progress)
     for line in base.notes():
         log.info(line)
     if base_only:
         return None
-    arm_overrides = finetune_overrides(base.init_from, overrides)
-    schedule = load_config(config, arm_overrides)["schedule"]
-    log.info("fine-tuning schedule of every arm: %s (a fresh optimiser; the base's own schedule is not continued)",
-             yaml.safe_dump(dict(schedule), default_flow_style=True).strip())
+    arm_overrides = finetune_overrides(config, base.init_from, overrides)
+    arm_cfg = load_config(config, arm_overrides)
+    log.info("fine-tuning schedule of every arm: %s at lr %g (a fresh optimiser; the base's own schedule is not "
+             "continued)", yaml.safe_dump(dict(arm_cfg["schedule"]), default_flow_style=True).strip(),
+             arm_cfg["optim"]["lr"])
     arms = describe_arms(config, arms, arm_overrides)
     return compare(config, arms, work_dir, arm_overrides, select=select, monitor=monitor, device=device,
                    num_vis=num_vis, show_progress=show_progress, start=base)

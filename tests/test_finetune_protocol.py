@@ -67,7 +67,8 @@ def test_a_base_is_trained_once_and_every_arm_starts_from_it(repo, tmp_path):
     for arm in ("mse", "refiner"):  # each arm loaded the base, ran its own budget, on the fine-tune schedule
         state = load_checkpoint(tmp_path / "one" / arm / "checkpoints" / "last.pt")
         assert state["config"]["model"]["init_from"] == str(best) and state["global_step"] == 2
-        assert state["config"]["schedule"]["name"] == "constant"
+        assert state["config"]["schedule"]["name"] == "cosine" and state["config"]["schedule"]["warmup_steps"] == 0
+        assert state["config"]["optim"]["lr"] == pytest.approx(1e-4)  # a tenth of the config's 1e-3
         assert f"loaded all" in (tmp_path / "one" / arm / "log.txt").read_text()
     frozen = backbone_weights(tmp_path / "one" / "refiner" / "checkpoints" / "last.pt")
     assert all(torch.equal(frozen[k], v) for k, v in backbone_weights(best).items())  # frozen: still the base
@@ -166,3 +167,15 @@ def test_protocol_arguments_are_checked_before_training(repo, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "cmp").exists() and not (tmp_path / "bases").exists()
+
+
+def test_a_warm_up_from_trained_weights_is_warned_and_the_finetune_preset_is_not(repo, tmp_path):
+    from pdr.engine.optim import describe_schedule, restart_warning
+
+    onecycle = load_config(repo / "configs/advected_fields/simvp.yaml", ["model.init_from=x.pth"])
+    assert "onecycle: from lr 4e-05 up to 0.001" in restart_warning(onecycle)
+    preset = tmp_path / "finetune.yaml"
+    preset.write_text(f"_base_: [{repo / 'configs/advected_fields/simvp.yaml'}, {repo / 'configs/_base_/finetune.yaml'}]\n")
+    cfg = load_config(preset, ["model.init_from=x.pth"])
+    assert restart_warning(cfg) is None and describe_schedule(cfg) == "lr 0.0001, cosine decay to 0 of it"
+    assert restart_warning(load_config(repo / "configs/advected_fields/simvp.yaml")) is None  # from scratch

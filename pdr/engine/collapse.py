@@ -14,7 +14,8 @@ log = logging.getLogger("pdr")
 COLLAPSE_CONTRAST = 0.25
 KEY = "val/contrast"
 ADVICE = ("try an MSE term beside L1/SSIM (loss.mse_weight, e.g. 5) with a warm-up of its weight (loss.warmup), "
-          "starting from a model trained with MSE (model.init_from; tools/compare.py --base-steps), or a longer "
+          "starting from a model trained with MSE (model.init_from; tools/compare.py --base-steps) with its backbone "
+          "frozen (model.freeze_backbone) or at a low learning rate (configs/_base_/finetune.yaml), or a longer "
           "budget; docs/ablations.md measures each")
 
 

@@ -36,7 +36,7 @@ from .checkpoint import CheckpointManager, check_resume
 from .collapse import warn_on_collapse
 from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
-from .optim import MixedPrecision, build_optimizer, build_scheduler
+from .optim import MixedPrecision, build_optimizer, build_scheduler, describe_schedule, restart_warning
 from .run_folder import RunFolder
 from .stopping import build_early_stopping, improves
 
@@ -85,6 +85,9 @@ class Trainer:
         self.model.data_mean, self.model.data_std = Normalisation.of(self.train_set).plain_stats()
         if m["init_from"] and init_weights:
             load_backbone_weights(self.model, m["init_from"], strict=m["init_strict"])
+            self._info("starting from trained weights: schedule %s", describe_schedule(cfg))
+            if restart_warning(cfg) and self.is_main:
+                log.warning(restart_warning(cfg))
         if m["freeze_backbone"]:
             self.model.freeze_backbone()
 
