@@ -36,9 +36,9 @@ def test_learns_to_sharpen_a_blurred_frame():
     target = (torch.rand(8, 1, 1, 16, 16) > 0.7).float()
     kernel = torch.full((1, 1, 3, 3), 1.0 / 9)
     coarse = F.conv2d(target.flatten(0, 1), kernel, padding=1).view_as(target)
-    refiner = ConvRefiner((1, 16, 16), pool=2, hidden=16)
+    refiner = ConvRefiner((1, 16, 16), pool=2, hidden=8)
     opt = torch.optim.Adam(refiner.parameters(), lr=1e-2)
-    for _ in range(150):
+    for _ in range(80):
         opt.zero_grad()
         loss = F.mse_loss(refiner(coarse), target)
         loss.backward()
