@@ -20,8 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import DATASETS
-from .base import VideoDataset
-from .synthetic import _bounce, _check_counts, _rng, _split_size
+from .synthetic import GeneratedVideos, _bounce, _rng
 
 # skimage.data loaders (no download: these files are inside scikit-image's wheel)
 BACKGROUNDS = ("brick", "grass", "gravel", "immunohistochemistry", "hubble_deep_field")
@@ -86,7 +85,7 @@ def _object_cover(shape: str, dx: np.ndarray, dy: np.ndarray, half: float, aspec
 
 
 @DATASETS.register("photo_scenes")
-class PhotoScenes(VideoDataset):
+class PhotoScenes(GeneratedVideos):
     """Objects cut from photographs moving over a photographic texture under a slow camera pan; RGB, [0, 1].
 
     Args:
@@ -120,9 +119,8 @@ class PhotoScenes(VideoDataset):
         zoom: list = (0.8, 1.2),
         seed: int = 0,
     ):
-        super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, size=size)
-        self.check_frame_count(seq_len, "photo_scenes", "data.seq_len")
+        super().__init__(split, in_frames, out_frames, "photo_scenes", num_train, num_val, num_test, seq_len,
+                         size=size)
         ranges = {"num_objects": num_objects, "object_size": object_size, "object_speed": object_speed,
                   "pan_speed": pan_speed, "zoom": zoom}
         for key, value in ranges.items():
@@ -130,8 +128,7 @@ class PhotoScenes(VideoDataset):
                 raise DataError(f"data.{key} must be [min, max] with 0 <= min <= max, got {list(value)!r}")
         if float(zoom[0]) <= 0:
             raise DataError(f"data.zoom must be positive, got {list(zoom)!r}")
-        self.length = _split_size(split, num_train, num_val, num_test)
-        self.seq_len, self.size, self.seed = seq_len, size, seed
+        self.size, self.seed = size, seed
         self.num_objects = tuple(int(v) for v in num_objects)
         self.object_size, self.object_speed, self.pan_speed, self.zoom = (
             tuple(float(v) for v in r) for r in (object_size, object_speed, pan_speed, zoom))
@@ -147,9 +144,6 @@ class PhotoScenes(VideoDataset):
     def frame_shape(cls, size: int = 64, **_) -> tuple[int, int, int]:
         return (3, size, size)
 
-    def __len__(self) -> int:
-        return self.length
-
     @property
     def background(self) -> np.ndarray:
         """The "all background" prediction of a comparison: the mean colour (3,) of the first 16 training
@@ -164,8 +158,7 @@ class PhotoScenes(VideoDataset):
 
     def sequence(self, index: int) -> np.ndarray:
         """The whole generated sequence (seq_len, 3, size, size), float32 in [0, 1]."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} {self.split} sequences")
+        self.check_index(index)
         rng = _rng(self.seed, self.split, index, salt=41)
         n = self.size
         rows, cols = np.mgrid[0:n, 0:n].astype(np.float64)
@@ -216,6 +209,3 @@ class PhotoScenes(VideoDataset):
             window = padded[t, y0:y0 + 2 * box + 1, x0:x0 + 2 * box + 1]
             window[:] = window * (1 - cover[t]) + texture[t] * cover[t]
         frames[:] = padded[:, pad:-pad, pad:-pad]
-
-    def __getitem__(self, index: int):
-        return self.split_pair(self.sequence(index), self.in_frames, self.out_frames)
