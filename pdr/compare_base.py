@@ -318,15 +318,21 @@ def _loss_words(loss: dict) -> str:
     return f"{loss['name']}" + (f" ({args})" if args else "")
 
 
-def describe_arm(cfg: Config) -> str:
-    """What an arm changes from its base, in words: the adapter, whether the backbone trains, the loss."""
+def describe_arm(cfg: Config, shared: Config | None = None) -> str:
+    """What an arm changes from its base, in words: the adapter, whether the backbone trains, the loss, and the
+    schedule where it differs from ``shared`` (the config every arm shares)."""
+    from .engine.optim import describe_schedule
+
     m = cfg["model"]
     adapter = m.get("adapter")
     what = "no adapter" if adapter is None else f"adapter {adapter['name']}"
     if adapter is not None and adapter.get("head") == "conv":
         what += " (conv heads)"
     backbone = "backbone frozen" if m["freeze_backbone"] else "backbone trained"
-    return f"{what}, {backbone}, loss {_loss_words(cfg['loss'])}"
+    words = f"{what}, {backbone}, loss {_loss_words(cfg['loss'])}"
+    if shared is not None and describe_schedule(cfg) != describe_schedule(shared):
+        words += f", schedule {describe_schedule(cfg)}"
+    return words
 
 
 def _adapter_parameters(cfg: Config, spec: dict) -> int:
@@ -377,10 +383,11 @@ def finetune_arms(cfg: Config, adapter_overrides: Sequence[str] = ()) -> list[Ar
 
 def describe_arms(config: str | Path, arms: Sequence[Arm], overrides: Sequence[str]) -> list[Arm]:
     """``arms`` with a description of what each changes where it has none."""
+    shared = load_config(config, overrides)
     out = []
     for arm in arms:
         if not arm.description:
-            arm = Arm(arm.name, arm.overrides, describe_arm(load_config(config, [*overrides, *arm.overrides])))
+            arm = Arm(arm.name, arm.overrides, describe_arm(load_config(config, [*overrides, *arm.overrides]), shared))
         out.append(arm)
     return out
 
