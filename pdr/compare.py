@@ -164,8 +164,8 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     """Train (or resume, or reuse) every arm in ``work_dir/<arm>``, evaluate all on the same test sequences
     and write the table and figures (see the module docstring). ``select``: "best" (checkpoint with the best
     ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last". ``start``: the
-    model every arm started from (``pdr.compare_base.Base``, the fine-tune protocol): its row comes first, its
-    notes and validation curve are added."""
+    model every arm started from (``pdr.compare_base.Base``, the fine-tune protocol of ``pdr.compare_finetune``):
+    its row comes first, its notes and validation curve are added."""
     from .runtime import resolve_device
     from .evaluation import evaluate_run
     from .metrics import load_lpips

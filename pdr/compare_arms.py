@@ -112,12 +112,12 @@ def arms_from_file(path: str | Path) -> list[Arm]:
 
 def resolve_arms(spec: str, config: str | Path, overrides: Sequence[str] = (),
                  adapter_overrides: Sequence[str] = ()) -> list[Arm]:
-    """The arms ``--arms`` names: a built-in set (``paper``; ``finetune``, ``pdr.compare_base``) for this base
+    """The arms ``--arms`` names: a built-in set (``paper``; ``finetune``, ``pdr.compare_finetune``) for this base
     config, or a YAML file of arms."""
     if spec == "paper":
         return paper_arms(load_config(config, overrides), adapter_overrides)
     if spec == "finetune":
-        from .compare_base import finetune_arms
+        from .compare_finetune import finetune_arms
 
         return finetune_arms(load_config(config, overrides), adapter_overrides)
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():

@@ -1,5 +1,6 @@
-"""tools/compare.py's fine-tune protocol (pdr.compare_base): one base trained once and reused, every arm starting
-from it, the base row and curve, resume, a given OpenSTL checkpoint as the base, the plateau check."""
+"""tools/compare.py's fine-tune protocol (pdr.compare_base, pdr.compare_finetune): one base trained once and
+reused, every arm starting from it, the base row and curve, resume, a given OpenSTL checkpoint as the base, the
+plateau check."""
 import hashlib
 import json
 
@@ -10,7 +11,8 @@ import torch
 import pdr
 from pdr.cli.compare import main as compare_main
 from pdr.compare import Arm
-from pdr.compare_base import BaseSpec, Plateau, compare_finetune, finetune_arms, plateau
+from pdr.compare_base import BaseSpec, Plateau, plateau
+from pdr.compare_finetune import compare_finetune, finetune_arms
 from pdr.config import load_config
 from pdr.data.synthetic import AdvectedFields
 from pdr.engine.checkpoint import load_checkpoint
@@ -167,7 +169,8 @@ def test_a_warm_up_from_trained_weights_is_warned_and_the_finetune_preset_is_not
     onecycle = load_config(repo / "configs/advected_fields/simvp.yaml", ["model.init_from=x.pth"])
     assert "onecycle: from lr 4e-05 up to 0.001" in restart_warning(onecycle)
     preset = tmp_path / "finetune.yaml"
-    preset.write_text(f"_base_: [{repo / 'configs/advected_fields/simvp.yaml'}, {repo / 'configs/_base_/finetune.yaml'}]\n")
+    bases = [repo / "configs/advected_fields/simvp.yaml", repo / "configs/_base_/finetune.yaml"]
+    preset.write_text(f"_base_: [{bases[0]}, {bases[1]}]\n")
     cfg = load_config(preset, ["model.init_from=x.pth"])
     assert restart_warning(cfg) is None and describe_schedule(cfg) == "lr 0.0001, cosine decay to 0 of it"
     assert restart_warning(load_config(repo / "configs/advected_fields/simvp.yaml")) is None  # from scratch

@@ -10,7 +10,7 @@ the base config's adapter, else a default for its frame size, changed by ``--ada
 skips finished arms and resumes an interrupted one. Writes <work-dir>/comparison.{md,csv,json},
 comparison_per_frame.png and comparison_predictions.png.
 
-The fine-tune protocol (``pdr.compare_base``): with ``--base-steps N`` (a base trained once, the backbone with
+The fine-tune protocol (``pdr.compare_finetune``): with ``--base-steps N`` (a base trained once, the backbone with
 MSE, kept in --bases and reused) or ``--base-from PATH`` (a trained run or an OpenSTL checkpoint), every arm starts
 from that base for the budget of --set train.max_steps, with a fresh optimiser and the fine-tuning schedule;
 ``--arms finetune`` is its built-in arm set (MSE continued, the loss alone, the no-Gaussian control and PredGS,
@@ -86,7 +86,8 @@ def uses_base(args) -> bool:
 def run(args):
     """The comparison the arguments ask for: plain, or the fine-tune protocol; None after --base-only."""
     from ..compare import compare
-    from ..compare_base import BaseSpec, compare_finetune
+    from ..compare_base import BaseSpec
+    from ..compare_finetune import compare_finetune
     from ..errors import ConfigError
 
     options = {"select": args.select, "monitor": args.monitor, "device": args.device, "num_vis": args.num_vis,
