@@ -23,8 +23,6 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from .compare_arms import Arm, _flow, paper_adapter
 from .compare_base import BASE_LOSS, BaseSpec, base_config, prepare_base
 from .config import Config, load_config
@@ -139,6 +137,7 @@ def compare_finetune(config: str | Path, arms: Sequence[Arm], work_dir: str | Pa
     """Prepare the base (``prepare_base``), then train and compare ``arms`` from it with ``pdr.compare.compare``;
     returns its ComparisonResult (None with ``base_only``: the base alone is trained)."""
     from .compare import arm_configs, compare
+    from .engine.optim import describe_schedule
 
     work_dir = Path(work_dir)
     spec.check()
@@ -151,10 +150,8 @@ def compare_finetune(config: str | Path, arms: Sequence[Arm], work_dir: str | Pa
     if base_only:
         return None
     arm_overrides = finetune_overrides(config, base.init_from, overrides)
-    arm_cfg = load_config(config, arm_overrides)
-    log.info("fine-tuning schedule of every arm: %s at lr %g (a fresh optimiser; the base's own schedule is not "
-             "continued)", yaml.safe_dump(dict(arm_cfg["schedule"]), default_flow_style=True).strip(),
-             arm_cfg["optim"]["lr"])
+    log.info("fine-tuning schedule of every arm: %s (a fresh optimiser; the base's own schedule is not continued)",
+             describe_schedule(load_config(config, arm_overrides)))
     arms = describe_arms(config, arms, arm_overrides)
     return compare(config, arms, work_dir, arm_overrides, select=select, monitor=monitor, device=device,
                    num_vis=num_vis, show_progress=show_progress, start=base)
