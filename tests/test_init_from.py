@@ -11,7 +11,7 @@ from pdr.engine import Trainer
 from pdr.engine.checkpoint import load_checkpoint
 from pdr.errors import CheckpointError, ConfigError
 from pdr.model import build_model
-from pdr.pretrained import load_backbone_weights
+from pdr.model.pretrained import load_backbone_weights
 from test_openstl_bridge import _root_kwargs, fake_openstl, needs_openstl, openstl_models, package_dir  # noqa: F401
 
 ADAPTER = ["model.adapter.num_gaussians=16", "model.adapter.hidden=8"]

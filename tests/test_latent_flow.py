@@ -460,7 +460,7 @@ def test_substituted_networks_are_said_recorded_and_shown(tmp_path, monkeypatch)
     what it uses, config.yaml and the checkpoints keep it and tools/eval.py's table shows it as a note."""
     from pdr.cli.eval import format_table
     from pdr.engine import Trainer
-    from pdr.evaluation import evaluate_run
+    from pdr.results.evaluation import evaluate_run
 
     monkeypatch.setattr(L, "cached_dino_file", lambda: None)
     cfg = _cfg("joint", "model.backbone.temporal_checkpoint=null", "model.backbone.perceptual=auto",

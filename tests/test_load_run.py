@@ -8,7 +8,7 @@ from pdr.config import load_config
 from pdr.engine import Trainer
 from pdr.engine.checkpoint import load_checkpoint
 from pdr.errors import ConfigError
-from pdr.evaluation import evaluate_run
+from pdr.results.evaluation import evaluate_run
 
 TINY = ["model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2", "data.num_train=8",
         "data.num_val=4", "data.num_test=4", "data.batch_size=4", "train.max_steps=2",

@@ -316,7 +316,7 @@ def test_eval_notes_when_validation_used_the_test_persons(repo, tmp_path, tiny_o
     from pdr.cli.eval import format_table
     from pdr.config import load_config
     from pdr.engine import Trainer
-    from pdr.evaluation import evaluate_run
+    from pdr.results.evaluation import evaluate_run
 
     write_kth(tmp_path / "kth", persons=(1, 2, 17), frames=12)
     small = [*tiny_overrides, f"data.root={tmp_path / 'kth'}", "data.image_size=16", "data.in_frames=2",
@@ -353,7 +353,7 @@ def test_weatherbench_runs_are_evaluated_per_pixel_and_per_variable(repo, tmp_pa
     from pdr.data import build_dataset
     from pdr.engine import Trainer
     from pdr.engine.checkpoint import load_checkpoint
-    from pdr.evaluation import evaluate_run
+    from pdr.results.evaluation import evaluate_run
     from pdr.model import build_model
 
     write_weather(tmp_path / "wb")

@@ -9,7 +9,7 @@ from pdr.backbones.srvp import gaussian_kl
 from pdr.config import load_config
 from pdr.engine.checkpoint import load_checkpoint, save_checkpoint
 from pdr.errors import PDRError
-from pdr.evaluation import SampleMetrics, evaluate_run, sample_predictions
+from pdr.results.evaluation import SampleMetrics, evaluate_run, sample_predictions
 from pdr.metrics import MetricAccumulator
 
 SMALL = {"name": "srvp", "nf": 4, "g_dim": 16, "y_dim": 6, "z_dim": 4, "hidden": 16, "lstm_hidden": 16,

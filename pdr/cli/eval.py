@@ -152,7 +152,7 @@ def main(argv=None) -> int:
 
         set_offline()
     from ..runtime import resolve_device
-    from ..evaluation import evaluate_run
+    from ..results.evaluation import evaluate_run
     from ..metrics import load_lpips
 
     device = resolve_device(args.device)
@@ -167,8 +167,8 @@ def main(argv=None) -> int:
                            num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
                            save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples)
         if args.gif:
-            from ..evaluation import locate_run
-            from ..report import save_run_gifs
+            from ..results.evaluation import locate_run
+            from ..results.report import save_run_gifs
 
             res.images += save_run_gifs(res, locate_run(run, args.checkpoint)[2] / "gifs", prefix=args.split)
         for image in res.images:
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                                        title="per predicted frame")
             print(f"[pdr] wrote {image}", file=sys.stderr)
     if args.report:
-        from ..report import write_report
+        from ..results.report import write_report
 
         header, rows = table_cells(results)
         page = write_report(args.report, results, header, rows, table_notes(results), comparison_curves(results),

@@ -20,7 +20,7 @@ def evaluate(predict: Callable, loader, accumulator, device, max_batches: int | 
     Args:
         predict: ``predict(x, y)`` with inputs x (B, T_in, C, H, W) and targets y (B, T_out, C, H, W) on
             ``device`` returns what ``accumulator.update(prediction, y)`` takes: a prediction
-            (B, T_out, C, H, W), or K samples (B, K, T_out, C, H, W) for ``pdr.evaluation.SampleMetrics``.
+            (B, T_out, C, H, W), or K samples (B, K, T_out, C, H, W) for ``pdr.results.evaluation.SampleMetrics``.
         loss_fn: when given, the result holds ``"loss"``, the mean of ``loss_fn(prediction, y)["loss"]``
             over sequences.
         on_batch: ``on_batch(i, x, y, prediction)`` after batch i is scored (example frames, collisions).

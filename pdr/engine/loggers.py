@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, _plain
+from ..config.schema import Config, _plain
 
 log = logging.getLogger("pdr")
 LOGGERS = ("tensorboard", "wandb")

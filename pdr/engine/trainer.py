@@ -29,7 +29,7 @@ from ..errors import PDRError
 from ..losses import build_loss
 from ..metrics import higher_is_better
 from ..model import build_model
-from ..pretrained import load_backbone_weights
+from ..model.pretrained import load_backbone_weights
 from ..runtime import resolve_device, seed_everything
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume

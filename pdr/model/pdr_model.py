@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import Config, component_kwargs
-from .errors import ConfigError, PDRError
-from .registry import ADAPTERS, BACKBONES, DATASETS
+from ..config import Config, component_kwargs
+from ..errors import ConfigError, PDRError
+from ..registry import ADAPTERS, BACKBONES, DATASETS
 
 if TYPE_CHECKING:
-    from .adapters.base import Adapter
-    from .backbones.base import Backbone, BackboneOutput
+    from ..adapters.base import Adapter
+    from ..backbones.base import Backbone, BackboneOutput
 
 log = logging.getLogger("pdr")
 
@@ -45,8 +45,8 @@ class PDRModel(nn.Module):
     a different number of frames per call than asked for."""
 
     def __init__(self, backbone: Backbone, adapter: Adapter | None, in_frames: int, out_frames: int):
-        from .adapters.base import Adapter  # here, not at the top: ``import pdr`` does not load the model zoo
-        from .backbones.base import Backbone
+        from ..adapters.base import Adapter  # here, not at the top: ``import pdr`` does not load the model zoo
+        from ..backbones.base import Backbone
 
         if not isinstance(backbone, Backbone):
             raise TypeError(f"backbone: expected a pdr.backbones.Backbone, got {type(backbone).__name__}")
@@ -147,7 +147,7 @@ class PDRModel(nn.Module):
 
     def _call_backbone(self, x: Tensor, inputs: dict) -> BackboneOutput:
         """One backbone call on x (B, T_in, C, H, W), with features when the adapter needs them."""
-        from .backbones.base import BackboneOutput
+        from ..backbones.base import BackboneOutput
 
         out = self.backbone(x, return_features=self._needs_features, **inputs)
         if not isinstance(out, BackboneOutput):
@@ -298,7 +298,7 @@ def create_model(
 
 def data_shape(cfg: Config) -> tuple[int, int, int]:
     """(C, H, W) of the configured dataset, without generating or reading any frames."""
-    from .config import dataset_kwargs
+    from ..config import dataset_kwargs
 
     cls = DATASETS.get(cfg["data"]["name"])
     return tuple(cls.frame_shape(**dataset_kwargs(cfg)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Iterable
 
-from .config_schema import COMPONENT, NONE, REQUIRED, SCHEMA, Config, Field
-from .errors import ConfigError
-from .registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
+from ..errors import ConfigError
+from ..registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
+from .schema import COMPONENT, NONE, REQUIRED, SCHEMA, Config, Field
 
 # Arguments that build_model / the data module pass themselves; a config must not set them.
 _COMPONENT_REGISTRIES = {
@@ -116,7 +116,7 @@ def _check_component(cfg: Config, where: str, section: dict | None) -> None:
 
 def _check_loss(cfg: Config) -> None:
     """The loss's name and arguments, and its optional ``warmup`` (``pdr.losses.LossWarmup``)."""
-    from .losses import build_loss
+    from ..losses import build_loss
 
     section = cfg["loss"]
     warmup = section.pop("warmup", None)
@@ -144,7 +144,7 @@ def _check_loss(cfg: Config) -> None:
 
 def _check_metric_names(cfg: Config) -> None:
     """train.monitor must be a value that validation logs, eval.metrics registered metrics (pdr.metrics)."""
-    from . import metrics
+    from .. import metrics
 
     allowed = metrics.monitor_names()
     for key in _MONITOR_KEYS:
@@ -160,7 +160,7 @@ def _check_metric_names(cfg: Config) -> None:
 
 
 def _check_loggers_and_early_stop(cfg: Config) -> None:
-    from .engine.loggers import LOGGERS
+    from ..engine.loggers import LOGGERS
 
     train = cfg["train"]
     for name in train["loggers"] or []:

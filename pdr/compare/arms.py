@@ -10,9 +10,9 @@ from typing import Sequence
 
 import yaml
 
-from .config import Config, load_config, parse_override
-from .errors import ConfigError
-from .model import data_shape
+from ..config import Config, load_config, parse_override
+from ..errors import ConfigError
+from ..model import data_shape
 
 BUILTIN_ARM_SETS = ("paper",)
 # Keys (and their sub-keys) that every arm takes from the base config: an arm may not set them.

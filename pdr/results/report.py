@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .visualize import save_metric_curves, save_sequence_gif
+from ..visualize import save_metric_curves, save_sequence_gif
 
 
 def save_run_gifs(run, folder: str | Path, prefix: str = "sequence", fps: float = 4.0) -> list[Path]:

@@ -6,7 +6,7 @@ file itself is merged last. Mappings merge key by key, except that a component m
 (one with a ``name`` key) whose name changes, or a mapping with ``_delete_: true``,
 replaces what it overrides. Every error names the file and the dotted key path.
 
-What a config may hold is ``pdr.config_schema``; how it is checked, ``pdr.config_validate``.
+What a config may hold is ``pdr.config.schema``; how it is checked, ``pdr.config.validate``.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from .config_schema import REQUIRED, SCHEMA, Config, Field, _plain  # noqa: F401 (imported from here elsewhere)
-from .config_validate import validate_config
-from .errors import ConfigError
+from ..errors import ConfigError
+from .schema import SCHEMA, Config
+from .validate import validate_config
 
 
 # ----------------------------------------------------------------------------- loading
@@ -132,7 +132,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate
 
     A ``path`` that does not exist but names a shipped config (``configs/demo/simvp.yaml``) loads that one.
     """
-    from .resources import find_config
+    from ..resources import find_config
 
     path = find_config(path)
     origins: dict[str, str] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 log = logging.getLogger("pdr")
 
@@ -94,7 +94,7 @@ def read_backbone_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], str
     (an OpenSTL network's keys: a Lightning checkpoint's ``state_dict`` without its ``model.`` prefix, or
     a plain state dict).
     """
-    from .engine.checkpoint import read_torch_file  # here: pdr.engine imports this module
+    from ..engine.checkpoint import read_torch_file  # here: pdr.engine imports this module
 
     path = Path(path)
     if path.is_dir():
@@ -137,7 +137,7 @@ def openstl_to_pdr_names(state: dict[str, Tensor], backbone: nn.Module) -> tuple
     through ``OPENSTL_RENAMES``. OpenSTL wraps a convolution in a one-element Sequential (``conv_x.0``)
     where PDR's plain one is ``conv_x``: such keys lose the ``.0`` when the model has no ``.0``.
     """
-    from .backbones.openstl_bridge import OpenSTLBackbone
+    from ..backbones.openstl_bridge import OpenSTLBackbone
 
     target = backbone.state_dict()
     if isinstance(backbone, OpenSTLBackbone):

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import config_from_dict, load_config
-from .data import build_dataset, build_eval_loader
-from .engine.checkpoint import config_differences
-from .engine.evaluate import evaluate
-from .errors import CheckpointError, ConfigError, PDRError
-from .metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
-from .model import PDRModel
-from .visualize import save_metric_curves, save_prediction_grid
+from ..config import config_from_dict, load_config
+from ..data import build_dataset, build_eval_loader
+from ..engine.checkpoint import config_differences
+from ..engine.evaluate import evaluate
+from ..errors import CheckpointError, ConfigError, PDRError
+from ..metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
+from ..model import PDRModel
+from ..visualize import save_metric_curves, save_prediction_grid
 
 log = logging.getLogger("pdr")
 
@@ -276,7 +276,7 @@ def evaluate_run(
     """Metrics of a run on ``split``. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
     above 1 draws K futures per sequence (models with a ``sample`` method only) and reports best of K and
     mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``)."""
-    from .runs import load_run
+    from .load import load_run
 
     ckpt_path, _, out_dir = locate_run(path, checkpoint)
     model = load_run(path, checkpoint, device=device, overrides=overrides)

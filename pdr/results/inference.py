@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbones.latent_flow import LatentFlow
-from .backbones.latent_flow.phases import CHECKPOINT_ARGS, load_backbone_state, load_part
-from .backbones.latent_flow.ttt import predict_with_ttt
-from .data.videos import read_any
-from .engine.checkpoint import load_checkpoint
-from .errors import CheckpointError, DataError
+from ..backbones.latent_flow import LatentFlow
+from ..backbones.latent_flow.phases import CHECKPOINT_ARGS, load_backbone_state, load_part
+from ..backbones.latent_flow.ttt import predict_with_ttt
+from ..data.videos import read_any
+from ..engine.checkpoint import load_checkpoint
+from ..errors import CheckpointError, DataError
 
 log = logging.getLogger("pdr")
 
@@ -25,7 +25,7 @@ def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, ou
     The VAE weights of ``vae_checkpoint`` replace those of ``temporal_checkpoint`` unless the latter comes
     from the joint phase (its VAE was fine-tuned together with the temporal model; a note says so).
     """
-    from .model import create_model
+    from ..model import create_model
 
     state = load_checkpoint(temporal_checkpoint)
     spec = dict(state.get("config", {}).get("model", {}).get("backbone") or {})
@@ -70,7 +70,7 @@ def run_inference(model, videos, out_dir: Path, in_frames: int, out_frames: int,
     """Predict every video; writes <out>/<video>/pred_XXX.png, <out>/<video>.gif and <out>/metrics.json."""
     import imageio.v3 as iio
 
-    from .metrics import evaluate
+    from ..metrics import evaluate
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """What a config is: its sections and fields (``SCHEMA``, with types, defaults and help) and ``Config``,
 the resolved nested mapping that remembers which file (or ``--set``) set each key.
 
-``pdr.config`` reads and merges config files; ``pdr.config_validate`` checks them against ``SCHEMA``.
+``pdr.config.load`` reads and merges config files; ``pdr.config.validate`` checks them against ``SCHEMA``.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 
 An arm is a name and a list of ``--set`` overrides applied after the base config and the overrides shared by
 every arm. Arms may change the model and the loss, never what makes the comparison fair: the data, the seed,
-the budget and the checkpoint rule (``compare_arms.SHARED_KEYS``) are the base config's for every arm, and every arm's
+the budget and the checkpoint rule (``arms.SHARED_KEYS``) are the base config's for every arm, and every arm's
 checkpoint is picked the same way (``select="best"`` by one monitored value for all arms, overriding each
 config's own ``train.monitor``, or ``select="last"``).
 
@@ -17,7 +17,7 @@ a folder that holds a run of another config is an error. Rerunning an interrupte
 Outputs in ``work_dir``:
 
 * ``comparison.md``, ``comparison.csv``, ``comparison.json``: one row per arm, then the trivial predictions
-  (``compare_trivial.TRIVIAL_ROWS``) on the same test sequences, and notes (the checkpoint rule, each arm's overrides);
+  (``trivial.TRIVIAL_ROWS``) on the same test sequences, and notes (the checkpoint rule, each arm's overrides);
 * ``comparison_per_frame.png``: every metric per predicted frame, all arms in each panel;
 * ``comparison_predictions.png``: the same test sequences, one row per arm, adjacent.
 """
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .compare_arms import Arm, _check_arms, resolve_arms  # noqa: F401 (resolve_arms: the API is used from here)
-from .compare_trivial import evaluate_trivial
-from .config import Config, load_config
-from .errors import ConfigError, PDRError
+from ..config import Config, load_config
+from ..errors import ConfigError, PDRError
+from .arms import Arm, _check_arms, resolve_arms  # noqa: F401 (resolve_arms: the API is used from here)
+from .trivial import evaluate_trivial
 
 log = logging.getLogger("pdr")
 
@@ -58,7 +58,7 @@ def arm_configs(config: str | Path, arms: Sequence[Arm], overrides: Sequence[str
 
     The order of overrides: the base file, ``overrides`` (every arm), the arm's own, ``train.monitor``.
     A bad key or value raises ConfigError naming the arm."""
-    from .metrics import monitor_names
+    from ..metrics import monitor_names
 
     _check_arms(arms)
     base = load_config(config, overrides)
@@ -91,7 +91,7 @@ def run_status(run_dir: Path, cfg: Config) -> str:
 
     A folder whose last.pt was written with another config (budget included) is an error: its results
     would not belong to this comparison."""
-    from .engine.checkpoint import RESUMABLE_CHANGES, config_differences, load_checkpoint
+    from ..engine.checkpoint import RESUMABLE_CHANGES, config_differences, load_checkpoint
 
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
@@ -110,7 +110,7 @@ def run_status(run_dir: Path, cfg: Config) -> str:
 def train_arms(configs: dict[str, Config], work_dir: Path, device: str | None = None,
                show_progress: bool = True) -> tuple[list[str], list[str]]:
     """Train every arm that is not finished (resuming interrupted ones); returns (trained, reused) names."""
-    from .engine import Trainer
+    from ..engine import Trainer
 
     statuses = {name: run_status(work_dir / name, cfg) for name, cfg in configs.items()}  # all checks first
     trained, reused = [], []
@@ -132,8 +132,8 @@ def train_arms(configs: dict[str, Config], work_dir: Path, device: str | None = 
 
 
 def _write_outputs(result: ComparisonResult, work_dir: Path, arms: Sequence[Arm]) -> list[Path]:
-    from .cli.eval import COLUMNS, format_table
-    from .visualize import save_metric_curves, save_prediction_grid
+    from ..cli.eval import COLUMNS, format_table
+    from ..visualize import save_metric_curves, save_prediction_grid
 
     stem = work_dir / OUTPUT_STEM
     md = format_table(result.results, "md") + "".join(f"\nNote: {n}" for n in result.notes)
@@ -164,9 +164,9 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     """Train (or resume, or reuse) every arm in ``work_dir/<arm>``, evaluate all on the same test sequences
     and write the table and figures (see the module docstring). ``select``: "best" (checkpoint with the best
     ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last"."""
-    from .runtime import resolve_device
-    from .evaluation import evaluate_run
-    from .metrics import load_lpips
+    from ..metrics import load_lpips
+    from ..results.evaluation import evaluate_run
+    from ..runtime import resolve_device
 
     if select not in SELECT_RULES:
         raise ConfigError(f"select: expected one of {list(SELECT_RULES)}, got {select!r}")

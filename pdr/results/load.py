@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, DataError
-from .model import PDRModel
+from ..errors import CheckpointError, DataError
+from ..model import PDRModel
 
 log = logging.getLogger("pdr")
 
@@ -19,7 +19,7 @@ def _data_stats(state: dict, cfg) -> tuple:
     stats = state.get("data_stats")
     if stats is not None:
         return stats.get("mean"), stats.get("std")
-    from .data import build_dataset
+    from ..data import build_dataset
 
     try:
         dataset = build_dataset(cfg, "test")
@@ -39,9 +39,9 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | to
     run's config (validated as in training). ``model.predict(frames)`` maps (B, T_in, C, H, W) frames in
     the data's units to (B, T_out, C, H, W) predictions in the same units.
     """
-    from .engine.checkpoint import load_checkpoint
+    from ..engine.checkpoint import load_checkpoint
     from .evaluation import locate_run, run_config
-    from .model import build_model
+    from ..model import build_model
 
     ckpt_path, config_path, _ = locate_run(path, checkpoint)
     state = load_checkpoint(ckpt_path, map_location=device)

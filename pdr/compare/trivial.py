@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .config import Config
+from ..config import Config
 
 TRIVIAL_ROWS = {
     "background": "all background (no model)",
@@ -35,9 +35,9 @@ def trivial_predictions(x: torch.Tensor, y: torch.Tensor, background: np.ndarray
 def evaluate_trivial(cfg: Config, metrics: Sequence[str], split: str = "test", device="cpu", lpips_model=None,
                      num_vis: int = 0) -> list:
     """RunResults of the trivial predictions on the sequences ``evaluate_run`` uses for ``cfg``."""
-    from .data import build_dataset, build_eval_loader, split_batch
-    from .evaluation import RunResult, _denormalise_for_display
-    from .metrics import MetricAccumulator
+    from ..data import build_dataset, build_eval_loader, split_batch
+    from ..results.evaluation import RunResult, _denormalise_for_display
+    from ..metrics import MetricAccumulator
 
     dataset = build_dataset(cfg, split)
     background = background_value(dataset)
