@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                            num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
                            save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples)
         if args.gif:
-            from ..results.evaluation import locate_run
+            from ..results.load import locate_run
             from ..results.report import save_run_gifs
 
             res.images += save_run_gifs(res, locate_run(run, args.checkpoint)[2] / "gifs", prefix=args.split)

@@ -30,6 +30,7 @@ def _f(types, default=REQUIRED, choices=None, help=""):
 
 NONE = type(None)
 COMPONENT = "component"  # a registry name, or a mapping with `name` and the entry's arguments
+LOGGERS = ("tensorboard", "wandb")  # what train.loggers may name; pdr.engine.loggers builds each
 
 SCHEMA: dict[str, Any] = {
     "imports": _f(list, [], help="modules to import first (they may register backbones, datasets, ...)"),

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..errors import ConfigError
 from ..registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
-from .schema import COMPONENT, NONE, REQUIRED, SCHEMA, Config, Field
+from .schema import COMPONENT, LOGGERS, NONE, REQUIRED, SCHEMA, Config, Field
 
 # Arguments that build_model / the data module pass themselves; a config must not set them.
 _COMPONENT_REGISTRIES = {
@@ -160,8 +160,6 @@ def _check_metric_names(cfg: Config) -> None:
 
 
 def _check_loggers_and_early_stop(cfg: Config) -> None:
-    from ..engine.loggers import LOGGERS
-
     train = cfg["train"]
     for name in train["loggers"] or []:
         if name not in LOGGERS:

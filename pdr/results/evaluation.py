@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import config_from_dict, load_config
 from ..data import build_dataset, build_eval_loader
-from ..engine.checkpoint import config_differences
 from ..engine.evaluate import evaluate
-from ..errors import CheckpointError, ConfigError, PDRError
+from ..errors import ConfigError, PDRError
 from ..metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
 from ..model import PDRModel
 from ..visualize import save_metric_curves, save_prediction_grid
+from .load import load_run, locate_run
 
 log = logging.getLogger("pdr")
 
@@ -36,24 +35,6 @@ class RunResult:
     best_per_frame: dict = field(default_factory=dict)
     # (inputs, truth, prediction) of the first num_vis sequences, in display range: (S, T, C, H, W) arrays.
     shown: tuple | None = None
-
-
-def locate_run(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path | None, Path]:
-    """(checkpoint file, config file or None, folder for the outputs) of a run folder or a checkpoint file."""
-    path = Path(path)
-    if path.is_file():
-        return path, None, path.parent / f"{path.stem}_eval"
-    if path.is_dir():
-        ckpt = path / "checkpoints" / f"{checkpoint}.pt"
-        if not ckpt.is_file():
-            found = sorted(p.name for p in (path / "checkpoints").glob("*.pt")) if (path / "checkpoints").is_dir() else []
-            raise CheckpointError(
-                f"{path}: no checkpoints/{checkpoint}.pt" + (f" (found: {', '.join(found)})" if found else
-                                                            " (is it a run folder of tools/train.py?)")
-            )
-        config = path / "config.yaml"
-        return ckpt, config if config.is_file() else None, path / "eval"
-    raise CheckpointError(f"not a run folder or a checkpoint file: {path}")
 
 
 def _denormalise_for_display(x: np.ndarray, dataset) -> np.ndarray:
@@ -168,29 +149,6 @@ def _resolve_num_samples(num_samples: int | None, cfg, model: PDRModel, ckpt_pat
     return k
 
 
-def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides=()):
-    """The config the checkpoint's weights were trained with (its stored copy), plus ``overrides``.
-
-    A ``config.yaml`` beside the checkpoint must agree with that copy (up to the keys a resume may change):
-    evaluating another setup than the trained one is refused, not done silently. Checkpoints without a copy
-    fall back to ``config.yaml``.
-    """
-    saved = state.get("config")
-    if saved is None:
-        if config_path is None:
-            raise ConfigError(f"{ckpt_path}: the checkpoint holds no config and there is no config.yaml beside it")
-        return load_config(config_path, overrides)
-    cfg = config_from_dict(saved, overrides=overrides, filename=str(ckpt_path))
-    if config_path is not None:  # both resolved by this version of pdr: keys added since compare as defaults
-        diff = config_differences(dict(config_from_dict(saved)), dict(load_config(config_path)))
-        if diff:
-            raise ConfigError(
-                f"{config_path} disagrees with the config stored in {ckpt_path}, which its weights were trained "
-                f"with: " + "; ".join(diff) + ". Restore config.yaml, or evaluate the checkpoint file itself"
-            )
-    return cfg
-
-
 def _scores_collisions(model: PDRModel, dataset) -> bool:
     """Whether the model predicts collisions and the dataset has labels for some of its clips (CLEVRER)."""
     return (model.backbone.predicts_collisions
@@ -276,8 +234,6 @@ def evaluate_run(
     """Metrics of a run on ``split``. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
     above 1 draws K futures per sequence (models with a ``sample`` method only) and reports best of K and
     mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``)."""
-    from .load import load_run
-
     ckpt_path, _, out_dir = locate_run(path, checkpoint)
     model = load_run(path, checkpoint, device=device, overrides=overrides)
     cfg = model.config

@@ -1,4 +1,5 @@
-"""A finished run as a Python object: ``pdr.load_run(path)`` -> PDRModel, ready for ``model.predict(frames)``."""
+"""A finished run as a Python object: ``pdr.load_run(path)`` -> PDRModel, ready for ``model.predict(frames)``;
+its checkpoint and config files (``locate_run``) and the config its weights were trained with (``run_config``)."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,54 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, DataError
+from ..config import config_from_dict, load_config
+from ..errors import CheckpointError, ConfigError, DataError
 from ..model import PDRModel
 
 log = logging.getLogger("pdr")
+
+
+def locate_run(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path | None, Path]:
+    """(checkpoint file, config file or None, folder for the outputs) of a run folder or a checkpoint file."""
+    path = Path(path)
+    if path.is_file():
+        return path, None, path.parent / f"{path.stem}_eval"
+    if path.is_dir():
+        ckpt = path / "checkpoints" / f"{checkpoint}.pt"
+        if not ckpt.is_file():
+            found = sorted(p.name for p in (path / "checkpoints").glob("*.pt")) if (path / "checkpoints").is_dir() else []
+            raise CheckpointError(
+                f"{path}: no checkpoints/{checkpoint}.pt" + (f" (found: {', '.join(found)})" if found else
+                                                            " (is it a run folder of tools/train.py?)")
+            )
+        config = path / "config.yaml"
+        return ckpt, config if config.is_file() else None, path / "eval"
+    raise CheckpointError(f"not a run folder or a checkpoint file: {path}")
+
+
+def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides=()):
+    """The config the checkpoint's weights were trained with (its stored copy), plus ``overrides``.
+
+    A ``config.yaml`` beside the checkpoint must agree with that copy (up to the keys a resume may change):
+    evaluating another setup than the trained one is refused, not done silently. Checkpoints without a copy
+    fall back to ``config.yaml``.
+    """
+    from ..engine.checkpoint import config_differences
+
+    saved = state.get("config")
+    if saved is None:
+        if config_path is None:
+            raise ConfigError(f"{ckpt_path}: the checkpoint holds no config and there is no config.yaml beside it")
+        return load_config(config_path, overrides)
+    cfg = config_from_dict(saved, overrides=overrides, filename=str(ckpt_path))
+    if config_path is not None:  # both resolved by this version of pdr: keys added since compare as defaults
+        diff = config_differences(dict(config_from_dict(saved)), dict(load_config(config_path)))
+        if diff:
+            raise ConfigError(
+                f"{config_path} disagrees with the config stored in {ckpt_path}, which its weights were trained "
+                f"with: " + "; ".join(diff) + ". Restore config.yaml, or evaluate the checkpoint file itself"
+            )
+    return cfg
 
 
 def _data_stats(state: dict, cfg) -> tuple:
@@ -40,7 +85,6 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | to
     the data's units to (B, T_out, C, H, W) predictions in the same units.
     """
     from ..engine.checkpoint import load_checkpoint
-    from .evaluation import locate_run, run_config
     from ..model import build_model
 
     ckpt_path, config_path, _ = locate_run(path, checkpoint)
