@@ -458,7 +458,7 @@ def test_infer_on_tiny_clevrer_videos(phases, tmp_path):
 def test_substituted_networks_are_said_recorded_and_shown(tmp_path, monkeypatch):
     """perceptual: auto without cached DINOv2 weights and flow_targets: online: the run says at its start
     what it uses, config.yaml and the checkpoints keep it and tools/eval.py's table shows it as a note."""
-    from pdr.cli.eval import format_table
+    from pdr.results.table import format_table
     from pdr.engine import Trainer
     from pdr.results.evaluation import evaluate_run
 

@@ -313,7 +313,7 @@ def test_latent_flow_vae_phase_is_selected_on_reconstructions(repo, tmp_path):
 def test_eval_notes_when_validation_used_the_test_persons(repo, tmp_path, tiny_overrides):
     from test_benchmark_data import write_kth
 
-    from pdr.cli.eval import format_table
+    from pdr.results.table import format_table
     from pdr.config import load_config
     from pdr.engine import Trainer
     from pdr.results.evaluation import evaluate_run

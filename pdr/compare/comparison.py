@@ -18,7 +18,8 @@ Outputs in ``work_dir``:
 
 * ``comparison.md``, ``comparison.csv``, ``comparison.json``: one row per arm, then the trivial predictions
   (``trivial.TRIVIAL_ROWS``) on the same test sequences, and notes (the checkpoint rule, each arm's overrides);
-* ``comparison_per_frame.png``: every metric per predicted frame, all arms in each panel;
+* ``comparison_per_frame.png``: every metric per predicted frame, all arms in each panel (an arm of K sampled
+  futures: its best-of-K and mean-of-K curves, as in the table);
 * ``comparison_predictions.png``: the same test sequences, one row per arm, adjacent.
 """
 from __future__ import annotations
@@ -132,7 +133,7 @@ def train_arms(configs: dict[str, Config], work_dir: Path, device: str | None = 
 
 
 def _write_outputs(result: ComparisonResult, work_dir: Path, arms: Sequence[Arm]) -> list[Path]:
-    from ..cli.eval import COLUMNS, format_table
+    from ..results.table import comparison_curves, format_table
     from ..visualize import save_metric_curves, save_prediction_grid
 
     stem = work_dir / OUTPUT_STEM
@@ -144,9 +145,7 @@ def _write_outputs(result: ComparisonResult, work_dir: Path, arms: Sequence[Arm]
               "rows": json.loads(format_table(result.results, "json")), "notes": result.notes}
     files[2].write_text(json.dumps(record, indent=2, default=float) + "\n")
 
-    metrics = [m for m in COLUMNS if any(m in r.per_frame for r in result.results)]
-    curves = {m: {r.name: r.per_frame[m] for r in result.results if m in r.per_frame} for m in metrics}
-    files.append(save_metric_curves(stem.with_name(f"{OUTPUT_STEM}_per_frame.png"), curves,
+    files.append(save_metric_curves(stem.with_name(f"{OUTPUT_STEM}_per_frame.png"), comparison_curves(result.results),
                                     title="per predicted frame, same test sequences"))
     with_images = [r for r in result.results if r.shown is not None]
     first = next((r for r in with_images if r.shown[0] is not None), None)

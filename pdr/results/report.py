@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..visualize import save_metric_curves, save_sequence_gif
+from .table import comparison_curves
 
 
 def save_run_gifs(run, folder: str | Path, prefix: str = "sequence", fps: float = 4.0) -> list[Path]:
@@ -59,7 +60,8 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
 
     ``results``: the RunResults of the runs, in table order; ``header`` and ``rows``: the metrics table as
     text cells; ``notes``: lines shown under the table; ``curves``: ``{metric: {label: per-frame values}}``
-    (default: each run's ``per_frame``). The page has the table, one figure of per-frame metrics with every run, a grid of GIFs with one row per shown test sequence and one column per run,
+    (default: ``table.comparison_curves(results)``). The page has the table, one figure of per-frame metrics
+    with every run, a grid of GIFs with one row per shown test sequence and one column per run,
     and each run's prediction grid (when evaluation wrote one).
     """
     folder = Path(folder)
@@ -70,8 +72,7 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
 
     slugs = [f"{i + 1}_{_slug(r.name)}" for i, r in enumerate(results)]
     if curves is None:
-        metrics = dict.fromkeys(m for r in results for m in r.per_frame)
-        curves = {m: {r.name: r.per_frame[m] for r in results if m in r.per_frame} for m in metrics}
+        curves = comparison_curves(results)
     if curves:
         save_metric_curves(folder / "per_frame.png", curves, title="per predicted frame")
         parts += ["<h2>Per predicted frame</h2>", '<img src="per_frame.png" alt="metrics per predicted frame">']
