@@ -20,9 +20,7 @@ frames of each video as ``.npy`` so that later epochs skip decoding.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -32,30 +30,12 @@ import torch
 from ..errors import DataError
 from ..registry import DATASETS
 from .base import VideoDataset
-from .flow_cache import cache_path, load_flows
+from .clevrer_files import HOW_TO_GET, VIDEO_NAME, collision_frames, index_files, load_annotation
+from .flow_cache import clip_flows
 from .video_io import read_video, resize_frames
 
-HOW_TO_GET = ("download the CLEVRER videos (video_train.zip, video_validation.zip, video_test.zip) and annotations "
-              "(annotation_train.zip, annotation_validation.zip) from http://clevrer.csail.mit.edu and unzip them "
-              "under data.root")
-VIDEO_NAME = re.compile(r"^video_(\d+)\.mp4$")
-ANNOTATION_NAME = re.compile(r"^annotation_(\d+)\.json$")
 CLIP_STARTS = ("random", "fixed")
 FLOW_METHODS = ("raft_large", "farneback")  # what tools/precompute_flow.py records in a flow cache
-
-
-def _index_files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
-    """{video index: path} of the videos and of the annotations found anywhere under ``root``."""
-    videos: dict[int, Path] = {}
-    annotations: dict[int, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames:
-            if match := VIDEO_NAME.match(name):
-                videos.setdefault(int(match.group(1)), Path(dirpath) / name)
-            elif match := ANNOTATION_NAME.match(name):
-                annotations.setdefault(int(match.group(1)), Path(dirpath) / name)
-    return videos, annotations
 
 
 def _index_range(value, key: str) -> tuple[int, int]:
@@ -63,26 +43,6 @@ def _index_range(value, key: str) -> tuple[int, int]:
             or not 0 <= value[0] < value[1]):
         raise DataError(f"data.{key} must be [first, end) video indices with 0 <= first < end, got {value!r}")
     return int(value[0]), int(value[1])
-
-
-def load_annotation(path: Path) -> dict:
-    """The parsed annotation JSON of one video, checked for the keys this loader uses."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read this CLEVRER annotation ({type(exc).__name__}: {exc}); the file is "
-                        f"corrupt or truncated; {HOW_TO_GET}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("collision", None), list):
-        raise DataError(f"{path}: not a CLEVRER annotation (no 'collision' list)")
-    for event in data["collision"]:
-        if not isinstance(event, dict) or not isinstance(event.get("frame_id"), int):
-            raise DataError(f"{path}: a collision event without an integer 'frame_id': {event!r}")
-    return data
-
-
-def collision_frames(annotation: dict) -> np.ndarray:
-    """Sorted source-frame numbers (int array) of the collision events of an annotation."""
-    return np.array(sorted(event["frame_id"] for event in annotation["collision"]), dtype=np.int64)
 
 
 @DATASETS.register("clevrer")
@@ -176,7 +136,7 @@ class CLEVRER(VideoDataset):
 
     def _select(self, index_range: tuple[int, int], require_annotations: bool, max_videos):
         """Paths of this split's videos and their annotations (None where absent), sorted by index."""
-        videos, annotations = _index_files(self.root)
+        videos, annotations = index_files(self.root)
         first, end = index_range
         chosen = sorted(i for i in videos if first <= i < end)
         if max_videos is not None:
@@ -302,28 +262,7 @@ class CLEVRER(VideoDataset):
 
     def flows(self, index: int, picked: np.ndarray) -> dict:
         """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
-        path = cache_path(self.videos[index])
-        stored = load_flows(self.videos[index])
-        method = str(stored.get("method", "unknown"))
-        if method != self.flow_method:
-            option = "raft" if self.flow_method == "raft_large" else self.flow_method
-            raise DataError(f"{path}: flows made with {method}, but data.flow_method asks for {self.flow_method}; "
-                            f"recompute them with tools/precompute_flow.py --method {option} --overwrite, or set "
-                            f"data.flow_method: {method}")
-        backward, visible = stored["backward"], stored["visible"]
-        if picked[-1] > len(backward):
-            raise DataError(f"{path}: {len(backward)} flow pairs, the clip needs frames up to {picked[-1]}; "
-                            "recompute it with tools/precompute_flow.py --overwrite")
-        pairs = picked[:-1]
-        bw = torch.from_numpy(backward[pairs].astype(np.float32))
-        vis = torch.from_numpy(visible[pairs].astype(np.float32))
-        h, w = bw.shape[-2:]
-        size = (self.img_size, self.img_size)
-        if (h, w) != size:
-            bw = torch.nn.functional.interpolate(bw, size=size, mode="bilinear", align_corners=False)
-            bw = bw * torch.tensor([size[1] / w, size[0] / h]).view(1, 2, 1, 1)
-            vis = torch.nn.functional.interpolate(vis, size=size, mode="area")
-        return {"flow_backward": bw, "flow_visible": vis}
+        return clip_flows(self.videos[index], picked, self.flow_method, (self.img_size, self.img_size))
 
     def __getitem__(self, index: int):
         if self.split != "train" or not (self.return_collision or self.return_flows):
