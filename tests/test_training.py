@@ -39,7 +39,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, repo, tiny_overri
     def stop_after_three(pred, target):
         calls["n"] += interrupted.model.training
         if calls["n"] == 3:  # mid-epoch (2 steps per epoch): as if SIGTERM arrived now
-            interrupted._on_signal(signal.SIGTERM, None)
+            interrupted.signals.note(signal.SIGTERM)
         return loss_fn(pred, target)
 
     interrupted.loss_fn = stop_after_three

@@ -206,7 +206,7 @@ def validate_config(cfg: Config) -> Config:
     train = resolved["train"]
     if train["epochs"] is None and train["max_steps"] is None:
         raise ConfigError(f"{resolved.origin('train')}: train: set train.epochs or train.max_steps (the budget)")
-    for key, low in (("epochs", 1), ("max_steps", 1), ("monitor_after", 0)):
+    for key, low in (("epochs", 1), ("max_steps", 1), ("monitor_after", 0), ("accumulate_steps", 1)):
         if train[key] is not None and train[key] < low:
             raise ConfigError(f"{resolved.origin('train.' + key)}: train.{key}: must be >= {low}, got {train[key]}")
     _check_metric_names(resolved)

@@ -1,5 +1,5 @@
-"""Optimizers and learning-rate schedules from the ``optim`` and ``schedule`` sections, and mixed precision
-(``train.precision``)."""
+"""Optimizers and learning-rate schedules from the ``optim`` and ``schedule`` sections, mixed precision
+(``train.precision``) and the moving average of the weights (``train.ema_decay``)."""
 from __future__ import annotations
 
 import contextlib
@@ -63,6 +63,15 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: 
             final_div_factor=1e4,
         )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(cfg, total_steps))
+
+
+def build_ema(model: torch.nn.Module, decay: float | None):
+    """An exponential moving average of the model's weights (timm's ModelEmaV3), or None without ``train.ema_decay``."""
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay)
 
 
 def load_scheduler_state(scheduler, state: dict) -> None:

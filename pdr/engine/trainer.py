@@ -2,10 +2,11 @@
 
 AdamW and a one-cycle/cosine schedule, best/last checkpoints (``checkpoint.CheckpointManager``), a progress
 bar and the run folder's log, CSV and loggers (``run_folder.RunFolder``), early stopping
-(``train.early_stop``). Runs unchanged under torchrun (DistributedDataParallel: NCCL on GPUs, gloo on
-CPUs), with mixed precision, gradient clipping and accumulation, an optional EMA of the weights and
-torch.compile. The data loaders come from ``pdr.data``; validation is ``pdr.engine.evaluate``, the loop
-tools/eval.py uses too. Only the first process (rank 0) writes files and logs.
+(``train.early_stop``), a clean stop on SIGTERM/SIGINT (``signals.StopSignals``). Runs unchanged under
+torchrun (DistributedDataParallel: NCCL on GPUs, gloo on CPUs), with mixed precision, gradient clipping and
+accumulation, an optional EMA of the weights and torch.compile. The data loaders come from ``pdr.data``;
+validation is ``pdr.engine.evaluate``, the loop tools/eval.py uses too. Only the first process (rank 0)
+writes files and logs.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
 from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
-from .optim import MixedPrecision, build_optimizer, build_scheduler
+from .optim import MixedPrecision, build_ema, build_optimizer, build_scheduler
 from .run_folder import RunFolder
+from .signals import StopSignals
 from .stopping import build_early_stopping, improves
 
 log = logging.getLogger("pdr")
@@ -69,7 +71,7 @@ class Trainer:
         self.best = None
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
-        self._stop_signal = None
+        self.signals = StopSignals(self.dist)
         self._log_start()
         if resume_state is not None:
             self._resume(resume_state)
@@ -94,14 +96,8 @@ class Trainer:
         self.net = dist.wrap_model(self.model, self.device, self.dist, t["compile"])
         self.optimizer = build_optimizer(self.cfg, self.model)
         self.amp = MixedPrecision(t["precision"], self.device)
-        self.ema = None
-        if t["ema_decay"] is not None:
-            from timm.utils import ModelEmaV3
-
-            self.ema = ModelEmaV3(self.model, decay=t["ema_decay"])
+        self.ema = build_ema(self.model, t["ema_decay"])
         self.accumulate = t["accumulate_steps"]
-        if self.accumulate < 1:
-            raise PDRError(f"train.accumulate_steps must be >= 1, got {self.accumulate}")
 
     def _build_loaders_and_schedule(self) -> None:
         """This process's loaders, the step budget, the learning-rate schedule, the monitor and early stopping."""
@@ -158,26 +154,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def _on_signal(self, signum, frame) -> None:
-        self._stop_signal = signum
-
     def _should_stop(self) -> bool:
-        """Every process stops at the same step when any of them got a signal."""
-        flag = torch.tensor(float(self._stop_signal is not None))
-        if self.dist.enabled:
-            flag = dist.all_reduce_sum(flag)
-        if flag.item() and self._stop_signal is None:
-            self._stop_signal = signal.SIGTERM
-        return bool(flag.item())
+        """Every process stops at the same step when any of them got a signal (``signals.StopSignals``)."""
+        return self.signals.should_stop()
 
     def fit(self) -> dict:
         """Train to the budget; returns the last validation metrics."""
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            return self._fit()
+            with self.signals:
+                return self._fit()
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             self.run_folder.close()
 
     def _fit(self) -> dict:
@@ -185,9 +171,9 @@ class Trainer:
         while self.global_step < self.total_steps and not self._stopped_early():
             self.train_loader.set_epoch(self.epoch, self.batch_in_epoch * self.accumulate)
             train_loss = self._train_epoch()
-            if self._stop_signal is not None:
+            if self.signals.received is not None:
                 path = self.save("last")
-                name = signal.Signals(self._stop_signal).name
+                name = signal.Signals(self.signals.received).name
                 self._info("%s received: saved %s at step %d; continue with --resume", name, path, self.global_step)
                 raise KeyboardInterrupt(f"stopped by {name}; checkpoint saved to {path}")
             self.epoch += 1
