@@ -44,7 +44,12 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(renamed, namespace)
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, offline: bool = False) -> None:
+    """pdr's log lines on stderr (clear of progress bars); ``offline`` (a tool's --offline): download nothing."""
+    if offline:
+        from ..metrics import set_offline
+
+        set_offline()
     logger = logging.getLogger("pdr")
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):

@@ -54,11 +54,7 @@ def parser() -> argparse.ArgumentParser:
 @friendly_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    setup_logging()
-    if args.offline:
-        from ..metrics import set_offline
-
-        set_offline()
+    setup_logging(offline=args.offline)
     from ..runtime import resolve_device
     from ..results.evaluation import evaluate_run
     from ..metrics import load_lpips

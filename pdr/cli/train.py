@@ -45,11 +45,7 @@ def default_work_dir(config_path: str) -> Path:
 @friendly_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    setup_logging()
-    if args.offline:
-        from ..metrics import set_offline
-
-        set_offline()
+    setup_logging(offline=args.offline)
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
