@@ -32,7 +32,7 @@ from typing import Sequence
 
 from ..config import Config, load_config
 from ..errors import ConfigError, PDRError
-from .arms import Arm, _check_arms, resolve_arms  # noqa: F401 (resolve_arms: the API is used from here)
+from .arms import Arm, _check_arms
 from .trivial import evaluate_trivial
 
 log = logging.getLogger("pdr")
