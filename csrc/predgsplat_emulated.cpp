@@ -101,12 +101,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor means, Tensor scales,
   return {grad_means, grad_scales, grad_rotations, grad_amplitudes};
 }
 
-// Orders: 0 forward, 1 reversed, 2 shuffled (anew for every round of a block's threads), from seed.
-void set_schedule(int64_t blocks, int64_t threads, int64_t seed) {
+// Orders: 0 forward, 1 reversed, 2 shuffled (anew for every round of a block's threads), from seed; greedy_warps:
+// one warp runs as far as it can before the next (else the threads run in rounds).
+void set_schedule(int64_t blocks, int64_t threads, int64_t seed, bool greedy_warps) {
   STD_TORCH_CHECK(blocks >= 0 && blocks <= 2 && threads >= 0 && threads <= 2,
                   "predgsplat_emulated: orders are 0 (forward), 1 (reversed) or 2 (shuffled)");
   cuda_emu::set_schedule(cuda_emu::Schedule{static_cast<cuda_emu::Order>(blocks),
-                                            static_cast<cuda_emu::Order>(threads), static_cast<uint64_t>(seed)});
+                                            static_cast<cuda_emu::Order>(threads), static_cast<uint64_t>(seed),
+                                            greedy_warps});
 }
 
 // int64 (8,): launches, blocks, threads, barriers, warp_shuffles, warp_votes, atomics, expf (cuda_emu::Counters).
@@ -129,7 +131,7 @@ STABLE_TORCH_LIBRARY(pdr_predgsplat_emulated, m) {
         "int kernel_size) -> Tensor");
   m.def("backward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes, Tensor grad_out, "
         "int kernel_size, bool need_amplitudes) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("set_schedule(int blocks, int threads, int seed) -> ()");
+  m.def("set_schedule(int blocks, int threads, int seed, bool greedy_warps) -> ()");
   m.def("counters(Tensor like) -> Tensor");
   m.def("reset_counters() -> ()");
 }

@@ -27,8 +27,9 @@ def assert_matches(got, want, label):
     assert element < ELEMENT_TOLERANCE, f"{label}: largest error {element:.2e} of the largest value"
 
 
-def emulated(inputs, height, width, kernel_size, order=("shuffled", "shuffled"), seed=0, **kwargs):
-    with _emulated.schedule(*order, seed=seed):
+def emulated(inputs, height, width, kernel_size, order=("shuffled", "shuffled"), seed=0, warps="interleaved",
+             **kwargs):
+    with _emulated.schedule(*order, seed=seed, warps=warps):
         return render_with_grads([t.float() for t in inputs], height, width, kernel_size, "cuda_emulated", **kwargs)
 
 
@@ -58,14 +59,24 @@ def test_emulated_kernels_match_float64_torch(case):
         assert_matches(got, want, f"gradient of {name}")
 
 
+SCHEDULES = [("forward", "interleaved"), ("reversed", "interleaved"), ("shuffled", "interleaved"),
+             ("reversed", "greedy"), ("shuffled", "greedy")]
+
+
 @pytest.mark.parametrize("case", [((2,), 50, 17, 20, 37, 9), ((1,), 300, 5, 40, 33, 51)],
                          ids=["C17-two-chunks", "N300-two-batches-K51"])
 def test_every_order_gives_the_same_forward_bits_and_close_gradients(case):
-    """Blocks and threads run forward, reversed and shuffled: the forward has no atomics and must not change by a
-    bit; the backward's atomics add in another order, which may change the last bits of a sum."""
+    """Blocks and threads run forward, reversed and shuffled, all threads in rounds or one warp after the other:
+    the forward has no atomics and must not change by a bit; the backward's atomics add in another order, which
+    may change the last bits of a sum. Each schedule also matches the float64 torch backend."""
     lead, n, channels, h, w, k = case
     inputs = random_gaussians(lead, n, channels, seed=7)
-    results = [emulated(inputs, h, w, k, order=(order, order), seed=5) for order in _emulated.ORDERS]
+    ref, ref_grads = render_with_grads(inputs, h, w, k, "torch")
+    results = [emulated(inputs, h, w, k, order=(order, order), seed=5, warps=warps) for order, warps in SCHEDULES]
+    for (out, grads), schedule in zip(results, SCHEDULES):
+        assert_matches(out, ref, f"image, {schedule}")
+        for name, got, want in zip(NAMES, grads, ref_grads):
+            assert_matches(got, want, f"gradient of {name}, {schedule}")
     (out, grads), others = results[0], results[1:]
     for other_out, other_grads in others:
         assert torch.equal(other_out, out)

@@ -73,6 +73,19 @@ def test_shared_memory_starts_as_nan_and_a_missing_barrier_shows(probe, order):
     assert torch.isnan(racy).any(), "a thread read shared memory no thread had written, and did not see NaN"
 
 
+@pytest.mark.parametrize("order", [0, 1, 2], ids=_emulated.ORDERS)
+def test_greedy_warps_expose_a_warp_that_runs_a_round_ahead(probe, order):
+    """Without a barrier at the end of a round, a fast warp publishes its next value before a slow one has read this
+    one. Interleaved warps never let a warp get a round ahead; greedy warps do, when the fast one runs first."""
+    want = torch.tensor([1] * 32 + [0] * 32 + [11] * 32 + [10] * 32, dtype=torch.int32)
+    for greedy in (False, True):
+        assert torch.equal(probe.rounds(torch.empty(0), True, order, greedy), want)
+    assert torch.equal(probe.rounds(torch.empty(0), False, order, False), want)
+    racy = probe.rounds(torch.empty(0), False, order, True)
+    if order == 1:  # warp 1 runs first, and publishes 11 before warp 0 reads its round-0 value
+        assert not torch.equal(racy, want)
+
+
 BROKEN = {  # which: (what a GPU would do wrong, the emulator's message)
     0: ("a thread returns before __syncthreads", r"a __syncthreads not reached by every thread of the block.*"
                                                  r"threads 0-6, 8-255 wait at cuda_emu_probe\.cpp:\d+; threads 7 have exited"),

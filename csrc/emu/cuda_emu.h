@@ -3,12 +3,16 @@
 //
 // A launch runs its blocks one after the other; a block runs one fiber per GPU thread, switched
 // cooperatively on one OS thread. A thread runs until it reaches a barrier or a warp collective, or
-// ends; once every thread has stopped, the scheduler completes what can be completed (a barrier
-// that every thread of the block reached, a warp collective that every lane of its mask reached)
-// and runs the threads again, in the launch's order: forward, reversed, or shuffled anew for every
-// round. Different orders give different interleavings between barriers, which exposes races and
-// missing barriers; __shared__ variables are filled with NaN (all bits set) at every block's start,
-// which exposes reads of values no thread wrote.
+// ends. Interleaved warps (the default): once every thread has stopped, the scheduler completes what
+// can be completed (a barrier that every thread of the block reached, a warp collective that every
+// lane of its mask reached) and runs the threads again, in the launch's order: forward, reversed, or
+// shuffled anew for every round. Greedy warps: one warp at a time runs as far as it can (its own
+// collectives completed at once) before the next, as when some warps are much faster than others.
+// Different orders give different interleavings between barriers, which exposes races and missing
+// barriers; __shared__ variables are filled with NaN (all bits set) at every block's start, which
+// exposes reads of values no thread wrote. A memory fault in a kernel (e.g. an index computed from
+// such a value) is reported with the kernel, block and thread before the process ends, as a GPU ends
+// its context with "an illegal memory access was encountered".
 //
 // What a GPU would punish is refused with cuda_emu::Error: a __syncthreads not reached by every
 // thread of the block (or reached at different calls), a warp collective not reached by every lane
@@ -37,6 +41,7 @@
 #include <elf.h>
 #include <link.h>
 #include <math.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -97,6 +102,7 @@ struct Schedule {
   Order blocks = Order::forward;
   Order threads = Order::forward;
   uint64_t seed = 0;
+  bool greedy_warps = false;  // one warp runs as far as it can before the next (else all threads in rounds)
 };
 
 // What the kernels did since the last reset (see the file's comment).
@@ -214,6 +220,13 @@ class Fibers {
   }
 
   int running() const { return running_; }
+
+  // Whether `address` lies in the guard page below a fiber's stack (its stack overflowed).
+  bool in_guard_page(const void* address) const {
+    const char* a = static_cast<const char*>(address);
+    if (memory_ == nullptr || a < memory_ || a >= memory_ + (kStack + page()) * capacity_) return false;
+    return static_cast<size_t>(a - memory_) % (kStack + page()) < page();
+  }
 
  private:
   static constexpr size_t kStack = 256 * 1024;
@@ -414,8 +427,8 @@ struct State {
 };
 
 inline State& state() {
-  static State s;
-  return s;
+  static State* s = new State;  // on the heap, away from the kernels' statics (their __shared__ variables)
+  return *s;
 }
 
 inline int current_index() {
@@ -491,11 +504,11 @@ inline uint64_t warp_collective(Op op, unsigned mask, uint64_t value, int arg, i
   return me.result;
 }
 
-// Completes every warp collective whose lanes have all arrived; true if it completed any.
-inline bool complete_warp_collectives() {
+// Completes every collective of warps [first, last) whose lanes have all arrived; true if it completed any.
+inline bool complete_warp_collectives(int first = 0, int last = 1 << 30) {
   State& s = state();
   bool completed = false;
-  for (int base = 0; base < s.threads; base += 32) {
+  for (int base = 32 * first; base < s.threads && base < 32 * static_cast<int64_t>(last); base += 32) {
     Thread* lanes = &s.thread[base];
     const int count = std::min(32, s.threads - base);
     for (int l = 0; l < count; ++l) {
@@ -657,6 +670,14 @@ inline void order(std::vector<int>& ids, Order how, std::mt19937_64& rng) {
   if (how == Order::shuffled) std::shuffle(ids.begin(), ids.end(), rng);
 }
 
+// Runs thread t until it stops; counts it when it has finished. Throws what it refused.
+inline void step(int t, int& finished) {
+  State& s = state();
+  s.fibers.resume(t);
+  if (!s.error.empty()) throw Error(s.error);
+  finished += s.thread[t].wait == Wait::done;
+}
+
 inline void run_block(const std::vector<SharedVariable>& shared, std::mt19937_64& rng) {
   State& s = state();
   for (const SharedVariable& v : shared) std::memset(v.address, 0xff, v.size);  // NaN, -1
@@ -673,12 +694,31 @@ inline void run_block(const std::vector<SharedVariable>& shared, std::mt19937_64
   while (finished < s.threads) {
     order(ids, s.schedule.threads, rng);
     bool ran = false;
-    for (int t : ids) {
-      if (s.thread[t].wait != Wait::none) continue;
-      s.fibers.resume(t);
-      ran = true;
-      if (!s.error.empty()) throw Error(s.error);
-      finished += s.thread[t].wait == Wait::done;
+    if (s.schedule.greedy_warps) {
+      // Warps in the order their first thread comes in `ids`; each runs until none of its lanes can go on.
+      std::vector<std::vector<int>> lanes((s.threads + 31) / 32);
+      std::vector<int> warps;
+      for (int t : ids) {
+        if (lanes[t / 32].empty()) warps.push_back(t / 32);
+        lanes[t / 32].push_back(t);
+      }
+      for (int w : warps) {
+        for (bool progress = true; progress;) {
+          progress = false;
+          for (int t : lanes[w]) {
+            if (s.thread[t].wait != Wait::none) continue;
+            step(t, finished);
+            progress = ran = true;
+          }
+          progress |= complete_warp_collectives(w, w + 1);
+        }
+      }
+    } else {
+      for (int t : ids) {
+        if (s.thread[t].wait != Wait::none) continue;
+        step(t, finished);
+        ran = true;
+      }
     }
     ++s.rounds;
     if (finished == s.threads) break;
@@ -686,6 +726,61 @@ inline void run_block(const std::vector<SharedVariable>& shared, std::mt19937_64
     if (!ran && !completed) throw Error(describe_deadlock());
   }
 }
+
+// While a launch runs: a memory fault in a kernel is reported with the kernel, block and thread, then handled
+// as before the launch (the process ends). The handler runs on a stack of its own: a fiber's may be full.
+class FaultReport {
+ public:
+  FaultReport() {
+    static thread_local std::vector<char> stack(64 * 1024);
+    stack_t alternate{};
+    alternate.ss_sp = stack.data();
+    alternate.ss_size = stack.size();
+    sigaltstack(&alternate, &old_stack_);
+    struct sigaction action {};
+    action.sa_sigaction = &FaultReport::report;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &old_segv());
+    sigaction(SIGBUS, &action, &old_bus());
+  }
+  ~FaultReport() {
+    sigaction(SIGSEGV, &old_segv(), nullptr);
+    sigaction(SIGBUS, &old_bus(), nullptr);
+    sigaltstack(&old_stack_, nullptr);
+  }
+
+ private:
+  static struct sigaction& old_segv() {
+    static struct sigaction a;
+    return a;
+  }
+  static struct sigaction& old_bus() {
+    static struct sigaction a;
+    return a;
+  }
+  static void report(int signal, siginfo_t* info, void*) {
+    State& s = state();
+    char message[512];
+    const int t = s.fibers.running();
+    if (s.launch != nullptr && t >= 0) {
+      snprintf(message, sizeof(message),
+               "cuda_emu: %s at address %p in kernel %s, block (%u, %u, %u), thread %d (warp %d, lane %d): %s "
+               "(on a GPU: an illegal memory access)\n",
+               signal == SIGSEGV ? "segmentation fault" : "bus error", info->si_addr, s.launch->kernel, s.block_idx.x,
+               s.block_idx.y, s.block_idx.z, t, t / 32, t % 32,
+               s.fibers.in_guard_page(info->si_addr) ? "the thread's stack overflowed"
+                                                     : "an access outside the memory the kernel was given");
+    } else {
+      snprintf(message, sizeof(message), "cuda_emu: %s during a launch, outside the kernels' threads\n",
+               signal == SIGSEGV ? "segmentation fault" : "bus error");
+    }
+    ssize_t ignored = write(STDERR_FILENO, message, strlen(message));
+    (void)ignored;
+    sigaction(signal, signal == SIGSEGV ? &old_segv() : &old_bus(), nullptr);  // the fault repeats, handled as before
+  }
+  stack_t old_stack_{};
+};
 
 inline void check_launch(const char* kernel, dim3 grid, dim3 block, size_t static_shared, size_t dynamic_shared) {
   const unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
@@ -729,6 +824,7 @@ inline void run_launch(const LaunchInfo& launch, const void* kernel, size_t dyna
     std::iota(ids.begin(), ids.end(), uint64_t{0});
     std::shuffle(ids.begin(), ids.end(), rng);
   }
+  const FaultReport fault_report;
   s.launch = &launch;
   s.threads = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
   s.thread.assign(s.threads, Thread{});

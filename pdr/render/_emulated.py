@@ -25,10 +25,11 @@ EXTENSION_NAME = "pdr_predgsplat_emulated"
 SOURCES = ("predgsplat_emulated.cpp",)
 FILES = (*SOURCES, "predgsplat_kernels.cuh", "predgsplat_math.h", "emu/cuda_emu.h")
 ORDERS = ("forward", "reversed", "shuffled")
+WARPS = ("interleaved", "greedy")
 COUNTERS = ("launches", "blocks", "threads", "barriers", "warp_shuffles", "warp_votes", "atomics", "expf")
 _status: tuple[bool, str] | None = None
 _module = None
-_schedule = ("forward", "forward", 0)
+_schedule = ("forward", "forward", 0, "interleaved")
 
 
 def _has_fma() -> bool:
@@ -77,26 +78,28 @@ def extension_status() -> tuple[bool, str]:
 
 
 @contextlib.contextmanager
-def schedule(blocks: str = "forward", threads: str = "forward", seed: int = 0):
+def schedule(blocks: str = "forward", threads: str = "forward", seed: int = 0, warps: str = "interleaved"):
     """Within the block, launches run their blocks, and each block its threads, in the order given: "forward",
-    "reversed" or "shuffled" (threads: shuffled anew at each barrier or warp collective; from ``seed``)."""
-    global _schedule
-    for name, order in (("blocks", blocks), ("threads", threads)):
-        if order not in ORDERS:
-            raise ValueError(f"{name} must be one of {ORDERS}, got {order!r}")
+    "reversed" or "shuffled" (threads: shuffled anew at each round; from ``seed``). ``warps``: "interleaved",
+    every thread runs to its next barrier or warp collective in each round; "greedy", one warp at a time runs
+    as far as it can, in the order of its threads, as when some warps are much faster than others."""
+    for name, value, allowed in (("blocks", blocks, ORDERS), ("threads", threads, ORDERS), ("warps", warps, WARPS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     load_extension()
     previous = _schedule
-    _set_schedule(blocks, threads, seed)
+    _set_schedule(blocks, threads, seed, warps)
     try:
         yield
     finally:
         _set_schedule(*previous)
 
 
-def _set_schedule(blocks: str, threads: str, seed: int) -> None:
+def _set_schedule(blocks: str, threads: str, seed: int, warps: str) -> None:
     global _schedule
-    torch.ops.pdr_predgsplat_emulated.set_schedule(ORDERS.index(blocks), ORDERS.index(threads), seed)
-    _schedule = (blocks, threads, seed)
+    torch.ops.pdr_predgsplat_emulated.set_schedule(ORDERS.index(blocks), ORDERS.index(threads), seed,
+                                                   warps == "greedy")
+    _schedule = (blocks, threads, seed, warps)
 
 
 def counters() -> dict[str, int]:

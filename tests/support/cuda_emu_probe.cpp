@@ -52,6 +52,22 @@ __global__ void reverse_kernel(const float* in, float* out) {
   out[t] = staged[255 - t];
 }
 
+// Two warps trade a value through shared memory for two rounds; without the barrier at the end of a round, a warp
+// that runs ahead publishes its next value before the other warp has read this one.
+template <bool BARRIER>
+__global__ void rounds_kernel(int* out) {
+  __shared__ int slot[2];
+  const int t = threadIdx.x, w = t / 32;
+  for (int round = 0; round < 2; ++round) {
+    if (t % 32 == 0) slot[w] = 10 * round + w;
+    __syncthreads();
+    const int other = slot[1 - w];
+    __syncwarp();
+    out[64 * round + t] = other;
+    if (BARRIER) __syncthreads();
+  }
+}
+
 __global__ void early_exit_kernel() {
   if (threadIdx.x == 7) return;
   __syncthreads();
@@ -125,6 +141,23 @@ Tensor reverse(Tensor in, bool barrier, int64_t threads_order) {
   return out;
 }
 
+// (128,) what each thread of rounds_kernel read in each round.
+Tensor rounds(Tensor like, bool barrier, int64_t threads_order, bool greedy_warps) {
+  cuda_emu::Schedule schedule;
+  schedule.threads = static_cast<cuda_emu::Order>(threads_order);
+  schedule.greedy_warps = greedy_warps;
+  cuda_emu::set_schedule(schedule);
+  Tensor out = torch::stable::new_zeros(like, {128}, ScalarType::Int);
+  int* data = out.mutable_data_ptr<int>();
+  if (barrier) {
+    cuda_emu::launch("rounds_kernel<true>", rounds_kernel<true>, dim3(1), dim3(64), 0, nullptr, data);
+  } else {
+    cuda_emu::launch("rounds_kernel<false>", rounds_kernel<false>, dim3(1), dim3(64), 0, nullptr, data);
+  }
+  cuda_emu::set_schedule(cuda_emu::Schedule{});
+  return out;
+}
+
 // Launches the broken kernel `which` (see BROKEN in the test); raises with the emulator's message.
 void broken(int64_t which) {
   static int ints[2048];
@@ -175,6 +208,7 @@ Tensor pixel_coordinates(Tensor m, int64_t size, bool rounded) {
 STABLE_TORCH_LIBRARY(cuda_emu_probe, m) {
   m.def("collectives(Tensor like, int threads_order) -> Tensor");
   m.def("reverse(Tensor values, bool barrier, int threads_order) -> Tensor");
+  m.def("rounds(Tensor like, bool barrier, int threads_order, bool greedy_warps) -> Tensor");
   m.def("broken(Tensor like, int which) -> ()");
   m.def("pixel_coordinates(Tensor m, int size, bool rounded) -> Tensor");
 }
@@ -184,6 +218,7 @@ void broken_op(Tensor, int64_t which) { broken(which); }
 STABLE_TORCH_LIBRARY_IMPL(cuda_emu_probe, CPU, m) {
   m.impl("collectives", TORCH_BOX(&collectives));
   m.impl("reverse", TORCH_BOX(&reverse));
+  m.impl("rounds", TORCH_BOX(&rounds));
   m.impl("broken", TORCH_BOX(&broken_op));
   m.impl("pixel_coordinates", TORCH_BOX(&pixel_coordinates));
 }
