@@ -115,6 +115,38 @@ def test_what_a_gpu_would_punish_is_refused_with_a_clear_message(probe, which):
     probe.reverse(torch.arange(256, dtype=torch.float32), True, 0)  # a refused launch leaves the emulator usable
 
 
+FAULT_SCRIPT = """
+import sys, torch
+from pdr.render import _emulated, _extension
+source = sys.argv[1]
+_extension.load_library("pdr_cuda_emu_probe", (source,), (source, *_emulated.FILES[1:]), False, "probe",
+                        _emulated.why_unbuildable, extra_cflags=_emulated.compile_flags(),
+                        extra_include_paths=[str(_extension.source_directory())])
+for which in (int(sys.argv[2]), 10):
+    try:
+        torch.ops.cuda_emu_probe.broken(torch.empty(0), which)
+    except RuntimeError as exc:
+        print(str(exc).splitlines()[0])
+"""
+
+
+@pytest.mark.parametrize("which,what", [(11, "an access outside the memory the kernel was given"),
+                                        (12, "the thread's stack overflowed")], ids=["out-of-bounds", "stack"])
+def test_a_memory_fault_fails_the_launch_and_every_later_one_as_on_a_gpu(probe, which, what):
+    """In a process of its own: after the fault, the emulator refuses every launch."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FAULT_SCRIPT, str(SUPPORT / "cuda_emu_probe.cpp"), str(which)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.strip().splitlines()[-2:]
+    kernel = "out_of_bounds_kernel" if which == 11 else "stack_overflow_kernel"
+    assert f"an illegal memory access (segmentation fault at address" in first
+    assert f"in kernel {kernel}, block (0, 0, 0), thread " in first and what in first
+    assert second == first  # the next launch (a different kernel) is refused with the same message
+
+
 def test_pixel_coordinate_rounds_like_the_torch_backend_where_the_build_fuses_multiply_adds(probe):
     """The emulator is built with contraction into fused multiply-adds on, as nvcc compiles device code. The device
     branch of pixel_coordinate (round-to-nearest operations) gives the torch backend's pixel coordinate bit for

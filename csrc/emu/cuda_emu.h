@@ -11,8 +11,9 @@
 // Different orders give different interleavings between barriers, which exposes races and missing
 // barriers; __shared__ variables are filled with NaN (all bits set) at every block's start, which
 // exposes reads of values no thread wrote. A memory fault in a kernel (e.g. an index computed from
-// such a value) is reported with the kernel, block and thread before the process ends, as a GPU ends
-// its context with "an illegal memory access was encountered".
+// such a value) ends the launch with an error naming the kernel, block and thread; as a GPU's context
+// after "an illegal memory access was encountered", the emulator then refuses every later launch of
+// the process (memory may have been overwritten before the fault).
 //
 // What a GPU would punish is refused with cuda_emu::Error: a __syncthreads not reached by every
 // thread of the block (or reached at different calls), a warp collective not reached by every lane
@@ -41,6 +42,7 @@
 #include <elf.h>
 #include <link.h>
 #include <math.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -183,7 +185,7 @@ struct Context {
 };
 #endif
 
-// Fibers on stacks of their own, with a guard page below each; started and resumed by one scheduler.
+// Fibers on stacks of their own, with an inaccessible guard region below each; started and resumed by one scheduler.
 class Fibers {
  public:
   using Entry = void (*)(void* arg, int index);
@@ -221,38 +223,38 @@ class Fibers {
 
   int running() const { return running_; }
 
-  // Whether `address` lies in the guard page below a fiber's stack (its stack overflowed).
-  bool in_guard_page(const void* address) const {
+  // Whether `address`, where fiber i faulted, lies below its stack (in the guard region, or beyond it: a frame
+  // larger than the guard region skips it).
+  bool overflowed(int i, const void* address) const {
     const char* a = static_cast<const char*>(address);
-    if (memory_ == nullptr || a < memory_ || a >= memory_ + (kStack + page()) * capacity_) return false;
-    return static_cast<size_t>(a - memory_) % (kStack + page()) < page();
+    const char* bottom = stack_bottom(i);
+    return a < bottom && a >= bottom - kGuard - kStack;
   }
 
  private:
   static constexpr size_t kStack = 256 * 1024;
-
-  size_t page() const { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+  static constexpr size_t kGuard = 64 * 1024;  // inaccessible, below each stack
 
   void reserve(int count) {
     if (count <= capacity_) return;
     release();
-    const size_t slot = kStack + page();
+    const size_t slot = kStack + kGuard;
     void* memory = mmap(nullptr, slot * count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                         -1, 0);
     if (memory == MAP_FAILED) throw Error("cuda_emu: cannot map memory for the threads' stacks");
     memory_ = static_cast<char*>(memory);
-    for (int i = 0; i < count; ++i) mprotect(memory_ + i * slot, page(), PROT_NONE);  // overflow faults
+    for (int i = 0; i < count; ++i) mprotect(memory_ + i * slot, kGuard, PROT_NONE);  // overflow faults
     capacity_ = count;
     fibers_.resize(count);
   }
 
   void release() {
-    if (memory_ != nullptr) munmap(memory_, (kStack + page()) * capacity_);
+    if (memory_ != nullptr) munmap(memory_, (kStack + kGuard) * capacity_);
     memory_ = nullptr;
     capacity_ = 0;
   }
 
-  char* stack_bottom(int i) const { return memory_ + i * (kStack + page()) + page(); }
+  char* stack_bottom(int i) const { return memory_ + i * (kStack + kGuard) + kGuard; }
 
 #if defined(CUDA_EMU_USE_UCONTEXT)
   static void trampoline(unsigned high, unsigned low, int index) {
@@ -423,6 +425,8 @@ struct State {
   int threads = 0;
   std::vector<Thread> thread;
   std::string error;  // set by a thread that broke a rule; the scheduler throws it
+  char fault[512] = {0};  // set by a memory fault in a kernel: every later launch is refused with it
+  sigjmp_buf fault_exit;  // where the fault handler leaves the faulting thread for
   uint64_t rounds = 0;
 };
 
@@ -727,8 +731,9 @@ inline void run_block(const std::vector<SharedVariable>& shared, std::mt19937_64
   }
 }
 
-// While a launch runs: a memory fault in a kernel is reported with the kernel, block and thread, then handled
-// as before the launch (the process ends). The handler runs on a stack of its own: a fiber's may be full.
+// While a launch runs: a memory fault in a kernel's thread is recorded with the kernel, block and thread, and
+// the handler jumps back to the launch (run_launch), which raises it. A fault elsewhere is handled as before the
+// launch. The handler runs on a stack of its own: the fiber's may be full.
 class FaultReport {
  public:
   FaultReport() {
@@ -761,23 +766,19 @@ class FaultReport {
   }
   static void report(int signal, siginfo_t* info, void*) {
     State& s = state();
-    char message[512];
     const int t = s.fibers.running();
-    if (s.launch != nullptr && t >= 0) {
-      snprintf(message, sizeof(message),
-               "cuda_emu: %s at address %p in kernel %s, block (%u, %u, %u), thread %d (warp %d, lane %d): %s "
-               "(on a GPU: an illegal memory access)\n",
-               signal == SIGSEGV ? "segmentation fault" : "bus error", info->si_addr, s.launch->kernel, s.block_idx.x,
-               s.block_idx.y, s.block_idx.z, t, t / 32, t % 32,
-               s.fibers.in_guard_page(info->si_addr) ? "the thread's stack overflowed"
-                                                     : "an access outside the memory the kernel was given");
-    } else {
-      snprintf(message, sizeof(message), "cuda_emu: %s during a launch, outside the kernels' threads\n",
-               signal == SIGSEGV ? "segmentation fault" : "bus error");
+    if (s.launch == nullptr || t < 0) {
+      sigaction(signal, signal == SIGSEGV ? &old_segv() : &old_bus(), nullptr);  // the fault repeats, as before
+      return;
     }
-    ssize_t ignored = write(STDERR_FILENO, message, strlen(message));
-    (void)ignored;
-    sigaction(signal, signal == SIGSEGV ? &old_segv() : &old_bus(), nullptr);  // the fault repeats, handled as before
+    snprintf(s.fault, sizeof(s.fault),
+             "cuda_emu: an illegal memory access (%s at address %p) in kernel %s, block (%u, %u, %u), thread %d "
+             "(warp %d, lane %d): %s; as on a GPU, no further launch can run in this process",
+             signal == SIGSEGV ? "segmentation fault" : "bus error", info->si_addr, s.launch->kernel, s.block_idx.x,
+             s.block_idx.y, s.block_idx.z, t, t / 32, t % 32,
+             s.fibers.overflowed(t, info->si_addr) ? "the thread's stack overflowed"
+                                                   : "an access outside the memory the kernel was given");
+    siglongjmp(s.fault_exit, 1);  // restores the signal mask; the thread's fiber is abandoned
   }
   stack_t old_stack_{};
 };
@@ -810,6 +811,7 @@ inline void check_launch(const char* kernel, dim3 grid, dim3 block, size_t stati
 inline void run_launch(const LaunchInfo& launch, const void* kernel, size_t dynamic_shared) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.launch_mutex);
+  if (s.fault[0] != 0) throw Error(s.fault);
   if (dynamic_shared != 0) throw Error(format("cuda_emu: launch of %s: dynamic shared memory is not emulated", launch.kernel));
   const std::vector<SharedVariable>& shared = SharedLookup::of(kernel, launch.kernel);
   size_t static_shared = 0;
@@ -830,6 +832,10 @@ inline void run_launch(const LaunchInfo& launch, const void* kernel, size_t dyna
   s.thread.assign(s.threads, Thread{});
   s.error.clear();
   ++s.counters.launches;
+  if (sigsetjmp(s.fault_exit, 1) != 0) {  // back from a memory fault in a kernel
+    s.launch = nullptr;
+    throw Error(s.fault);
+  }
   try {
     for (uint64_t i = 0; i < blocks; ++i) {
       const uint64_t id = s.schedule.blocks == Order::forward    ? i

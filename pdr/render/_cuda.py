@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -68,6 +69,7 @@ def find_cuda_home() -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def nvcc_version() -> str | None:
     """nvcc's release (e.g. "13.0") in the toolkit ``find_cuda_home()``, or None."""
     home = find_cuda_home()
@@ -81,7 +83,8 @@ def nvcc_version() -> str | None:
     return found.group(1) if found else None
 
 
-def toolkit_archs() -> set[str] | None:
+@functools.lru_cache(maxsize=None)
+def toolkit_archs() -> frozenset[str] | None:
     """The architectures ("7.5", "9.0", ...) the toolkit's nvcc compiles for, or None when it cannot say."""
     home = find_cuda_home()
     if home is None:
@@ -91,7 +94,7 @@ def toolkit_archs() -> set[str] | None:
                              timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    found = {f"{int(num) // 10}.{int(num) % 10}" for num in re.findall(r"compute_(\d+)", out.stdout)}
+    found = frozenset(f"{int(num) // 10}.{int(num) % 10}" for num in re.findall(r"compute_(\d+)", out.stdout))
     return found or None
 
 

@@ -99,6 +99,20 @@ __global__ void bad_width_kernel(int* out) { out[threadIdx.x] = __shfl_down_sync
 
 __global__ void empty_kernel() {}
 
+__global__ void out_of_bounds_kernel(float* out) { out[threadIdx.x * (int64_t{1} << 40)] = 1.0f; }
+
+__device__ int deep(int depth, volatile char* sink) {
+  volatile char frame[4096];
+  frame[0] = static_cast<char>(depth);
+  sink[0] = frame[0];
+  return depth > 0 ? deep(depth - 1, sink) + frame[0] : 0;
+}
+
+__global__ void stack_overflow_kernel(int* out) {
+  volatile char sink[1];
+  out[threadIdx.x] = deep(1 << 20, sink);
+}
+
 __global__ void big_shared_kernel(float* out) {
   __shared__ float big[13 * 1024];  // 52 KiB: more than a block may have statically
   big[threadIdx.x] = 1.0f;
@@ -183,6 +197,12 @@ void broken(int64_t which) {
       case 8: cuda_emu::launch("empty_kernel", empty_kernel, dim3(1, 70000), dim3(32), 0, nullptr); break;
       case 9: cuda_emu::launch("empty_kernel", empty_kernel, dim3(0), dim3(32), 0, nullptr); break;
       case 10: cuda_emu::launch("big_shared_kernel", big_shared_kernel, dim3(1), dim3(32), 0, nullptr, floats); break;
+      case 11:
+        cuda_emu::launch("out_of_bounds_kernel", out_of_bounds_kernel, dim3(1), dim3(32), 0, nullptr, floats);
+        break;
+      case 12:
+        cuda_emu::launch("stack_overflow_kernel", stack_overflow_kernel, dim3(1), dim3(32), 0, nullptr, ints);
+        break;
       default: STD_TORCH_CHECK(false, "no such broken kernel");
     }
   } catch (const cuda_emu::Error& e) {
