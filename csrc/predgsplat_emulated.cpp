@@ -11,7 +11,7 @@
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 
-#include <cmath>
+#include <algorithm>
 #include <limits>
 #include <tuple>
 

@@ -232,9 +232,10 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
       if (grad_amplitudes != nullptr) {
 #pragma unroll
         for (int k = 0; k < CHUNK; ++k) {
-          const float total = warp_sum(w * g[k]);
           const int ch = p.c0 + k;
-          if (lane == 0 && ch < channels && total != 0.f) atomicAdd(&grad_amplitudes[gid * channels + ch], total);
+          if (ch >= channels) break;  // the last chunk's padding; the same for the whole block: no divergence
+          const float total = warp_sum(w * g[k]);
+          if (lane == 0 && total != 0.f) atomicAdd(&grad_amplitudes[gid * channels + ch], total);
         }
       }
     }

@@ -9,7 +9,7 @@ a self-test fails), 0 otherwise; missing tools and a machine without a GPU are n
 from __future__ import annotations
 
 import argparse
-import os
+import importlib.util
 import platform
 import re
 import shutil
@@ -156,7 +156,7 @@ def cuda_module(report: Report, usable: dict[str, bool]) -> None:
 
     report.section("CUDA module")
     try:
-        loaded = torch.cuda.is_available() or __import__("importlib").util.find_spec("pdr._C") is not None
+        loaded = torch.cuda.is_available() or importlib.util.find_spec("pdr._C") is not None
     except (ImportError, ValueError):
         loaded = False
     if not loaded:

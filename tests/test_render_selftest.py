@@ -1,6 +1,7 @@
 """The self-test that a CUDA module must pass on a GPU before it is used there (pdr.render.selftest), run on the
 CPU: with the cpu backend and the CUDA kernels on the emulator (they pass), with deliberately broken modules
 (they fail, with the numbers), its cache, and what backend="auto" and backend="cuda" do with a failed verdict."""
+import re
 import warnings
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_broken_module_fails_with_the_numbers(fault, message):
     result = selftest.run_self_test(Broken(fault), CPU)
     assert not result.passed
     assert result.raised == (fault == "no kernel image")
-    assert any(__import__("re").search(message, f) for f in result.failures), result.failures
+    assert any(re.search(message, f) for f in result.failures), result.failures
 
 
 @needs_cpu
