@@ -211,7 +211,8 @@ def timing(report: Report, usable: dict[str, bool]) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     c = TIMING_CASE
     report.section(f"timing on {device} ({c['frames']} frames of {c['size']}x{c['size']}, N={c['n']}, "
-                   f"K={c['kernel_size']}, C={c['channels']}, float32; median of 3 calls)")
+                   f"K={c['kernel_size']}, C={c['channels']}, float32, {torch.get_num_threads()} CPU threads; "
+                   "median of 3 calls)")
     g = torch.Generator().manual_seed(0)
     inputs = [torch.rand(c["frames"], c["n"], 2, generator=g) * 2 - 1,
               torch.rand(c["frames"], c["n"], 2, generator=g) * 3 + 0.5,
