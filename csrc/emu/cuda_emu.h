@@ -985,28 +985,15 @@ inline float __expf(float x) {
 inline float __fdividef(float a, float b) { return a / b; }
 
 // Round-to-nearest operations that are never contracted into a fused multiply-add (the emulator is built with
-// contraction on, as nvcc compiles device code): the volatile result must be stored as it stands.
-inline float __fadd_rn(float a, float b) {
-  volatile float r = a + b;
-  return r;
+// contraction on, as nvcc compiles device code): the result is stored through a volatile as it stands.
+template <typename T>
+T cuda_emu_rounded(T value) {
+  volatile T stored = value;
+  return stored;
 }
-inline float __fsub_rn(float a, float b) {
-  volatile float r = a - b;
-  return r;
-}
-inline float __fmul_rn(float a, float b) {
-  volatile float r = a * b;
-  return r;
-}
-inline double __dadd_rn(double a, double b) {
-  volatile double r = a + b;
-  return r;
-}
-inline double __dsub_rn(double a, double b) {
-  volatile double r = a - b;
-  return r;
-}
-inline double __dmul_rn(double a, double b) {
-  volatile double r = a * b;
-  return r;
-}
+inline float __fadd_rn(float a, float b) { return cuda_emu_rounded(a + b); }
+inline float __fsub_rn(float a, float b) { return cuda_emu_rounded(a - b); }
+inline float __fmul_rn(float a, float b) { return cuda_emu_rounded(a * b); }
+inline double __dadd_rn(double a, double b) { return cuda_emu_rounded(a + b); }
+inline double __dsub_rn(double a, double b) { return cuda_emu_rounded(a - b); }
+inline double __dmul_rn(double a, double b) { return cuda_emu_rounded(a * b); }
