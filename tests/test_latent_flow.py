@@ -684,3 +684,41 @@ def test_adversarial_state_is_checkpointed_and_resumed(tmp_path):
     assert final["backbone.adversarial.adam_step_0"].item() == 4
     for k, v in straight.items():
         torch.testing.assert_close(final[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+# ----------------------------------------------------------------------------- test-time training in tools/eval.py
+
+def test_eval_measures_every_metric_of_the_ttt_model(phases, capsys):
+    """tools/eval.py --ttt: each test sequence predicted after its own TTT (the values of predict_with_ttt on
+    it), every metric asked for, a row of its own, the trained weights untouched."""
+    from pdr.cli.eval import main as eval_main
+    from pdr.evaluation import evaluate_run
+    from pdr.metrics import evaluate
+    from pdr.runs import load_run
+
+    run = phases["root"] / "joint"
+    metrics = ["mse", "mae", "psnr", "ssim", "sharpness"]
+    plain = evaluate_run(run, checkpoint="last", metrics=metrics, save_images=False)
+    adapted = evaluate_run(run, checkpoint="last", metrics=metrics, save_images=False, ttt_steps=3, ttt_lr=1e-2)
+    assert adapted.name == "joint (TTT 3 steps)" and set(adapted.metrics) >= set(metrics)
+    assert adapted.metrics["mse"] != pytest.approx(plain.metrics["mse"], rel=1e-6)
+
+    from pdr.data import build_dataset
+
+    model = load_run(run, "last")
+    dataset = build_dataset(model.config, "test")
+    x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    y = torch.stack([dataset[i][1] for i in range(len(dataset))])
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    pred = torch.cat([predict_with_ttt(model, x[i:i + 1], 3, 1e-2)[0] for i in range(len(x))])
+    expected = evaluate(pred.numpy(), y.numpy(), metrics=("mse", "psnr"))
+    assert adapted.metrics["mse"] == pytest.approx(expected["mse"], rel=1e-4)
+    assert adapted.metrics["psnr"] == pytest.approx(expected["psnr"], rel=1e-4)
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+    assert eval_main([str(run), "--checkpoint", "last", "--ttt", "--ttt-steps", "2", "--device", "cpu",
+                      "--metrics", "mse", "ssim", "--no-images"]) == 0
+    assert "| joint (TTT 2 steps) |" in capsys.readouterr().out
+    assert eval_main([str(phases["root"] / "vae"), "--checkpoint", "last", "--ttt", "--device", "cpu",
+                      "--metrics", "mse", "--no-images"]) == 2
+    assert "--ttt needs a latent_flow run of phase temporal or joint" in capsys.readouterr().err
