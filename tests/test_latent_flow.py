@@ -493,8 +493,8 @@ def test_a_flow_cache_of_another_method_is_refused(tmp_path):
     common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
                   val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
     with pytest.raises(DataError, match=r"video_00000_flow.npz: flows made with farneback, but data.flow_method "
-                                        r"asks for raft_large; .*precompute_flow.py --method raft"):
-        DATASETS.build("clevrer", **common)[0]
+                                        r"asks for raft_large; .*precompute_flow.py --method raft_large"):
+        DATASETS.build("clevrer", flow_method="raft_large", **common)[0]
     _, _, extras = DATASETS.build("clevrer", flow_method="farneback", **common)[0]
     assert extras["flow_backward"].shape == (4, 2, 16, 16)
     with pytest.raises(DataError, match="data.flow_method must be one of"):
@@ -722,3 +722,46 @@ def test_eval_measures_every_metric_of_the_ttt_model(phases, capsys):
     assert eval_main([str(phases["root"] / "vae"), "--checkpoint", "last", "--ttt", "--device", "cpu",
                       "--metrics", "mse", "--no-images"]) == 2
     assert "--ttt needs a latent_flow run of phase temporal or joint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one rule for the flow method
+
+def test_flow_method_auto_resolves_the_same_in_both_tools(tmp_path, monkeypatch, capsys):
+    """Without RAFT weights, a cache made with precompute_flow's defaults is the one CLEVRER's default
+    (data.flow_method: auto) accepts; with RAFT weights cached, both would ask for RAFT."""
+    from tools_precompute_flow import main as precompute
+
+    import pdr.data.optical_flow as of
+    from pdr.data.optical_flow import resolve_flow_method
+    from pdr.errors import DataError
+    from pdr.registry import DATASETS
+
+    monkeypatch.setattr(of, "raft_weights_path", lambda: None)
+    _write_clevrer(tmp_path, videos=4, frames=8, size=16)
+    assert precompute([str(tmp_path)]) == 0
+    assert "OpenCV Farneback; asked: auto (farneback: no RAFT weights" in capsys.readouterr().err
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
+                  val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
+    _, _, extras = DATASETS.build("clevrer", **common)[0]  # the default: auto
+    assert extras["flow_backward"].shape == (4, 2, 16, 16)
+    assert resolve_flow_method("auto") == "farneback" and resolve_flow_method("raft") == "raft_large"
+
+    monkeypatch.setattr(of, "raft_weights_path", lambda: tmp_path / "raft_large_C_T_V2-1bb1363a.pth")
+    assert resolve_flow_method("auto") == "raft_large"
+    with pytest.raises(DataError, match=r"flows made with farneback, but data.flow_method asks for auto \(raft_large: "
+                                        r"RAFT weights are cached\); .*--method raft_large --overwrite"):
+        DATASETS.build("clevrer", **common)[0]
+    with pytest.raises(ValueError, match="flow method must be one of"):
+        resolve_flow_method("lucas_kanade")
+
+
+def test_precompute_flow_takes_the_method_of_a_config(tmp_path, capsys):
+    from tools_precompute_flow import main as precompute
+
+    _write_clevrer(tmp_path / "data", videos=1, frames=4, size=16)
+    config = tmp_path / "farneback.yaml"
+    config.write_text(f"_base_: {REPO / 'configs' / 'clevrer' / 'latent_flow_temporal.yaml'}\n"
+                      "data: {flow_method: farneback}\n")
+    assert precompute([str(tmp_path / "data"), "--config", str(config)]) == 0
+    assert "asked: farneback" in capsys.readouterr().err
+    assert str(load_flows(tmp_path / "data" / "video_00000.mp4")["method"]) == "farneback"

@@ -33,6 +33,7 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .base import VideoDataset
 from .flow_cache import cache_path, load_flows
+from .optical_flow import METHOD_CHOICES, describe_flow_method, resolve_flow_method
 from .video_io import read_video, resize_frames
 
 HOW_TO_GET = ("download the CLEVRER videos (video_train.zip, video_validation.zip, video_test.zip) and annotations "
@@ -41,7 +42,6 @@ HOW_TO_GET = ("download the CLEVRER videos (video_train.zip, video_validation.zi
 VIDEO_NAME = re.compile(r"^video_(\d+)\.mp4$")
 ANNOTATION_NAME = re.compile(r"^annotation_(\d+)\.json$")
 CLIP_STARTS = ("random", "fixed")
-FLOW_METHODS = ("raft_large", "farneback")  # what tools/precompute_flow.py records in a flow cache
 
 
 def _index_files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
@@ -108,8 +108,10 @@ class CLEVRER(VideoDataset):
             (T-1, 1, H, W) over the clip's frames to the extras, read from ``video_XXXXX_flow.npz`` next to each
             video (written by tools/precompute_flow.py; resized to ``img_size`` with the vectors scaled). Needs
             ``frame_step: 1``: the stored flows are between consecutive frames.
-        flow_method: the method the precomputed flows must have been made with, "raft_large" or "farneback"
-            (tools/precompute_flow.py records it in each file); flows of another method are an error.
+        flow_method: the method the precomputed flows must have been made with, "raft_large", "farneback" or
+            "auto" (RAFT when its weights are in the torch hub cache, else Farneback: the rule of
+            tools/precompute_flow.py, whose default is the same "auto"); tools/precompute_flow.py records the
+            method in each file, and flows of another method are an error.
         cache_dir: folder for decoded, resized frames (``video_XXXXX_<H>x<W>.npy``), or null.
         max_videos: use only the first this many videos of the split (quick runs), or null.
     """
@@ -134,7 +136,7 @@ class CLEVRER(VideoDataset):
         require_annotations: bool = True,
         return_collision: bool = False,
         return_flows: bool = False,
-        flow_method: Literal["raft_large", "farneback"] = "raft_large",
+        flow_method: Literal["auto", "raft_large", "farneback"] = "auto",
         cache_dir: str | None = None,
         max_videos: int | None = None,
     ):
@@ -157,9 +159,10 @@ class CLEVRER(VideoDataset):
         if self.return_flows and frame_step != 1:
             raise DataError(f"data.return_flows needs data.frame_step: 1 (the stored flows join consecutive frames), "
                             f"got {frame_step}")
-        if flow_method not in FLOW_METHODS:
-            raise DataError(f"data.flow_method must be one of {list(FLOW_METHODS)}, got {flow_method!r}")
-        self.flow_method = flow_method
+        if flow_method not in METHOD_CHOICES:
+            raise DataError(f"data.flow_method must be one of {list(METHOD_CHOICES)}, got {flow_method!r}")
+        self.flow_method_asked = flow_method
+        self.flow_method = resolve_flow_method(flow_method)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.videos, self.annotations = self._select(ranges[split], bool(require_annotations), max_videos)
 
@@ -306,9 +309,9 @@ class CLEVRER(VideoDataset):
         stored = load_flows(self.videos[index])
         method = str(stored.get("method", "unknown"))
         if method != self.flow_method:
-            option = "raft" if self.flow_method == "raft_large" else self.flow_method
-            raise DataError(f"{path}: flows made with {method}, but data.flow_method asks for {self.flow_method}; "
-                            f"recompute them with tools/precompute_flow.py --method {option} --overwrite, or set "
+            raise DataError(f"{path}: flows made with {method}, but data.flow_method asks for "
+                            f"{describe_flow_method(self.flow_method_asked)}; recompute them with "
+                            f"tools/precompute_flow.py --method {self.flow_method} --overwrite, or set "
                             f"data.flow_method: {method}")
         backward, visible = stored["backward"], stored["visible"]
         if picked[-1] > len(backward):
