@@ -333,4 +333,10 @@ def evaluate_run(
         run.shown = tuple(_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
     if save_images and shown:
         _save_outputs(run, result, best, cfg, out_dir, f"{split}_ttt{ttt_steps}" if ttt is not None else split)
+        if callable(getattr(model.backbone, "content_swap", None)):  # SRVP: the content/dynamics swap figure
+            from .backbones.srvp_swap import save_content_swap_figure
+
+            swap = save_content_swap_figure(out_dir / f"content_swap_{split}.png", model.backbone, xs, ys,
+                                            lambda a: _denormalise_for_display(a, dataset), device, cfg["train"]["seed"])
+            run.images += [swap] if swap is not None else []
     return run

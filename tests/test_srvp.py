@@ -296,6 +296,12 @@ def test_train_then_evaluate_best_and_mean_of_k(repo, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| srvp_predgs (best of 4) |" in out and "| srvp_predgs (mean of 4) |" in out
     assert (work / "eval" / "metrics_test.json").is_file()
+    assert (work / "eval" / "content_swap_test.png").is_file()  # SRVP runs get the swap figure
+    assert eval_main([str(work), "--samples", "2", "--device", "cpu", "--metrics", "mse",
+                      "--report", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Content / dynamics swap" in page and "content_swap_test.png" in page
+    capsys.readouterr()
     # without --samples: the config's eval.num_samples (10 here)
     assert eval_main([str(work), "--device", "cpu", "--format", "csv", "--no-images", "--metrics", "mse", "psnr"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -324,3 +330,131 @@ def test_deterministic_backbones_refuse_several_samples(tmp_path, capsys):
     assert "must be an int >= 1" in capsys.readouterr().err
     with pytest.raises(PDRError, match="has no sample"):
         sample_predictions(pdr.build_model(cfg), torch.rand(1, 4, 2, 16, 16), 2)
+
+
+# ----------------------------------------------------------------------------- the content variable and the skips
+
+def test_content_comes_from_the_frames_it_is_said_to():
+    """Eval mode: w is the mean over the evenly spaced frames content_frames names (here 0 and 2 of 3); changing
+    frame 1 leaves it as it is, changing frame 2 does not. Training: the random frames it draws."""
+    net = make(True).backbone.eval()
+    x = torch.rand(2, 3, 1, 16, 16)
+    assert net.content_frames(2, 3, x.device, random=False).tolist() == [[0, 2], [0, 2]]
+    with torch.no_grad():
+        codes, maps = net.encode(x)
+        vector, skips = net.content(codes, maps, random=False)
+        torch.testing.assert_close(vector, net.content_net((codes[:, 0] + codes[:, 2]) / 2))
+        for level, m in enumerate(maps):
+            torch.testing.assert_close(skips[level], (m[:, 0] + m[:, 2]) / 2)
+        other = x.clone()
+        other[:, 1] = torch.rand(2, 1, 16, 16)
+        same = net.content(*net.encode(other), random=False)
+        torch.testing.assert_close(same[0], vector, rtol=0, atol=0)
+        other[:, 2] = torch.rand(2, 1, 16, 16)
+        assert not torch.allclose(net.content(*net.encode(other), random=False)[0], vector)
+
+        torch.manual_seed(11)
+        drawn = net.content_frames(2, 3, x.device, random=True)
+        torch.manual_seed(11)
+        vector, skips = net.content(codes, maps, random=True)
+        rows = torch.arange(2).unsqueeze(1)
+        torch.testing.assert_close(vector, net.content_net(codes[rows, drawn].mean(1)))
+        torch.testing.assert_close(skips[0], maps[0][rows, drawn].mean(1))
+
+
+@pytest.mark.parametrize("skip_connections", [True, False])
+def test_content_vector_and_skip_maps_each_change_the_frames(skip_connections):
+    net = make(False, skip_connections=skip_connections).backbone.eval()
+    with torch.no_grad():
+        vector, maps = net.content(*net.encode(torch.rand(2, 3, 1, 16, 16)), random=False)
+        states = torch.randn(2, 4, SMALL["y_dim"])
+        frames, _ = net.decode(states, (vector, maps))
+        moved, _ = net.decode(states, (vector + 1.0, maps))
+        assert (moved - frames).abs().mean() > 1e-3
+        rescaled, _ = net.decode(states, (vector, [m * 2.0 + 1.0 for m in maps]))
+    if skip_connections:
+        assert (rescaled - frames).abs().mean() > 1e-3
+    else:  # the maps reach the decoder through the skips only
+        torch.testing.assert_close(rescaled, frames, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- the content / dynamics swap
+
+def test_content_swap_decodes_one_sequence_dynamics_with_the_other_content():
+    net = make(False).backbone.eval()
+    a, b = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 3, 1, 16, 16)
+    with torch.no_grad():
+        swapped = net.content_swap(a, b)
+        assert swapped.shape == (2, 7, 1, 16, 16)
+        codes_b, _ = net.encode(b)  # the deterministic state path of b, decoded with the content of a
+        states, _ = net.rollout_states(net.initial_state_params(codes_b)[0], 6)
+        expected, _ = net.decode(states, net.content(*net.encode(a), random=False))
+        torch.testing.assert_close(swapped, expected)
+        own = net.content_swap(b, b)
+        torch.testing.assert_close(own[:, 3:], net(b).frames)  # with its own content: the prediction
+        assert (swapped - own).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="same batch size"):
+        net.content_swap(a, b[:1])
+
+
+def test_content_swap_figure_pairs_neighbouring_sequences(tmp_path):
+    from pdr.backbones.srvp_swap import save_content_swap_figure, swap_pairs
+
+    net = make(True).backbone.eval()
+    x = torch.rand(3, 3, 1, 16, 16)
+    pairs = swap_pairs(net, x, seed=4)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        torch.testing.assert_close(pairs, net.content_swap(x, x.roll(-1, 0)))
+    path = save_content_swap_figure(tmp_path / "swap.png", net, x.numpy(), np.random.rand(3, 4, 1, 16, 16))
+    assert path.is_file() and path.stat().st_size > 1000
+    assert save_content_swap_figure(tmp_path / "none.png", net, x[:1].numpy(), np.zeros((1, 4, 1, 16, 16))) is None
+
+
+# ----------------------------------------------------------------------------- the dynamics the paper compares
+
+def _gru_by_hand(cell: nn.GRUCell, x, h):
+    """torch's GRUCell equations written out: r, u gates, candidate n, h' = (1 - u) n + u h."""
+    gi, gh = x @ cell.weight_ih.T + cell.bias_ih, h @ cell.weight_hh.T + cell.bias_hh
+    (ir, iu, inn), (hr, hu, hn) = gi.chunk(3, -1), gh.chunk(3, -1)
+    r, u = torch.sigmoid(ir + hr), torch.sigmoid(iu + hu)
+    return (1 - u) * torch.tanh(inn + r * hn) + u * h
+
+
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_dynamics_variants_step_as_the_paper_describes(stochastic):
+    y1 = torch.randn(3, SMALL["y_dim"])
+    with torch.no_grad():
+        residual = make(stochastic, dt=1.0).backbone.eval()
+        mlp = make(stochastic, dt=1.0, dynamics="mlp").backbone.eval()
+        gru = make(stochastic, dt=1.0, dynamics="gru").backbone.eval()
+        for net in (residual, mlp, gru):
+            z = torch.randn(3, 1, SMALL["z_dim"]) if stochastic else None
+            post = (z, torch.full_like(z, 1e-9)) if stochastic else None  # z is the posterior mean, exactly
+            states, _ = net.rollout_states(y1, 1, posterior=post)
+            arg = None if z is None else z[:, 0]
+            if net is residual:
+                expected = y1 + net.dynamics(y1, arg)
+            elif net is mlp:
+                expected = net.dynamics.net(y1 if arg is None else torch.cat([y1, arg], -1))
+            else:
+                expected = _gru_by_hand(net.dynamics.cell, torch.ones(3, 1) if arg is None else arg, y1)
+            torch.testing.assert_close(states[:, 1], expected, rtol=1e-5, atol=1e-5)
+        assert isinstance(gru.dynamics.cell, nn.GRUCell)
+
+
+@pytest.mark.parametrize("dynamics", ["mlp", "gru"])
+def test_dynamics_variants_train_sample_and_refuse_ode_options(dynamics):
+    model = make(True, dt=1.0, dynamics=dynamics).train()
+    out = model(torch.rand(2, 3, 1, 16, 16), targets=torch.rand(2, 4, 1, 16, 16), step=0, return_output=True)
+    (out.frames.mean() + sum(out.aux_losses.values())).backward()
+    assert all(p.grad is not None for p in model.backbone.dynamics.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert model.backbone.sample(torch.rand(1, 3, 1, 16, 16), 2).frames.shape == (1, 2, 4, 1, 16, 16)
+    with pytest.raises(ValueError, match="frame_rate=2 needs dynamics: residual"):
+        model.backbone.sample(torch.rand(1, 3, 1, 16, 16), 2, frame_rate=2)
+    with pytest.raises(ValueError, match=f"dt must be 1.0 with dynamics: {dynamics}"):
+        make(True, dt=0.5, dynamics=dynamics)
+    with pytest.raises(ValueError, match="dynamics must be one of"):
+        make(True, dynamics="lstm")
