@@ -458,3 +458,55 @@ def test_dynamics_variants_train_sample_and_refuse_ode_options(dynamics):
         make(True, dt=0.5, dynamics=dynamics)
     with pytest.raises(ValueError, match="dynamics must be one of"):
         make(True, dynamics="lstm")
+
+
+def test_stochastic_moving_mnist_config_trains_and_reports_best_and_mean_of_k(repo, tmp_path, capsys):
+    """configs/stochastic_moving_mnist/srvp.yaml on the real digits: the paper's protocol by default (best of
+    100 and mean of 100), K configurable; one tiny training step and a 3-sample evaluation over 20 frames."""
+    from test_benchmark_data import MNIST_DIR
+
+    from pdr.cli.eval import main as eval_main
+    from pdr.engine import Trainer
+
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"the real MNIST digits are not at {MNIST_DIR} (../shared is absent)")
+    path = repo / "configs" / "stochastic_moving_mnist" / "srvp.yaml"
+    full = load_config(path)
+    assert full["data"]["stochastic"] is True and full["eval"]["num_samples"] == 100
+    tiny = [f"data.root={MNIST_DIR}", "data.num_train=4", "data.num_val=2", "data.num_test=2", "data.batch_size=2",
+            "data.num_workers=0", "model.backbone.nf=4", "model.backbone.g_dim=16", "model.backbone.hidden=16",
+            "model.backbone.lstm_hidden=16", "model.backbone.content_dim=8", "train.max_steps=1",
+            "train.tensorboard=false", "eval.metrics=[mse, psnr, ssim]"]
+    Trainer(load_config(path, tiny), tmp_path / "smmnist", device="cpu", show_progress=False).fit()
+    assert eval_main([str(tmp_path / "smmnist"), "--samples", "3", "--set", "data.out_frames=20", "--device", "cpu",
+                      "--format", "csv", "--no-images"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "run,mse,psnr,ssim"
+    assert lines[1].startswith("smmnist (best of 3),") and lines[2].startswith("smmnist (mean of 3),")
+
+
+# (model, dataset) -> (PSNR, SSIM) of the SRVP paper's Moving MNIST table
+PUBLISHED = {
+    ("SRVP", "Stochastic Moving MNIST"): ("16.93", "0.7799"),
+    ("SRVP, GRU dynamics", "Stochastic Moving MNIST"): ("15.80", "0.7464"),
+    ("SRVP, non-residual MLP", "Stochastic Moving MNIST"): ("16.55", "0.7694"),
+    ("SVG", "Stochastic Moving MNIST"): ("14.50", "0.7090"),
+    ("SRVP", "Deterministic Moving MNIST"): ("18.25", "0.8300"),
+    ("SRVP, GRU dynamics", "Deterministic Moving MNIST"): ("13.17", "0.6237"),
+    ("SRVP, non-residual MLP", "Deterministic Moving MNIST"): ("16.70", "0.7876"),
+    ("SRVP without z", "Deterministic Moving MNIST"): ("14.99", "0.4757"),
+    ("SVG", "Deterministic Moving MNIST"): ("12.85", "0.6185"),
+}
+
+
+def test_published_numbers_name_their_dataset_protocol_and_source(repo):
+    text = (repo / "docs" / "srvp.md").read_text().split("## Published numbers", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == PUBLISHED and len(rows) == len(PUBLISHED)
+    for model, _, _, _, protocol, source in rows:
+        assert "5 -> 20" in protocol and ("best of 100" in protocol or model == "SRVP without z") and source
+    method = (repo / "docs" / "method.md").read_text().split("## 4. SRVP", 1)[1].split("\n## ", 1)[0]
+    assert "16.93 / 0.7799 on Stochastic Moving MNIST" in method
+    assert "18.25 / 0.8300 on Deterministic Moving MNIST" in " ".join(method.split())
+    assert "deterministic variant" not in method
