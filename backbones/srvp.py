@@ -476,8 +476,10 @@ class SRVP(Backbone):
         return BackboneOutput(frames[:, t_in:], features[:, t_in:], aux)
 
     def _generate(self, x: Tensor, num_samples: int, frame_rate: int, chunk: int | None = None,
-                  content_from: Tensor | None = None, with_observed: bool = False) -> tuple[Tensor, Tensor]:
-        """``num_samples`` futures of x (B, T_in, C, H, W): frames (B, K, T_out * r, C, H, W) and features.
+                  content_from: Tensor | None = None, with_observed: bool = False,
+                  keep_features: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``num_samples`` futures of x (B, T_in, C, H, W): frames (B, K, T_out * r, C, H, W) and features (None
+        unless ``keep_features``: at full resolution they are nf times the frames, too much to keep for K = 100).
 
         The posterior drives the observed intervals, the prior the future ones. Samples are drawn in
         chunks of ``chunk`` (default: about 64 sequences per decoder call). ``content_from`` (B, T_in, C, H, W):
@@ -507,11 +509,14 @@ class SRVP(Backbone):
             states, _ = self.rollout_states(y1, intervals, frame_rate, posterior=post)
             f, feat = self.decode(states[:, start:], (rep(vector, k), [rep(m, k) for m in skip_maps]))
             frames.append(f.view(b, k, *f.shape[1:]))
-            features.append(feat.view(b, k, *feat.shape[1:]))
-        frames, features = torch.cat(frames, dim=1), torch.cat(features, dim=1)
+            if keep_features:
+                features.append(feat.view(b, k, *feat.shape[1:]))
+            del feat
+        frames = torch.cat(frames, dim=1)
+        features = torch.cat(features, dim=1) if keep_features else None
         if draws < num_samples:  # deterministic: every sample is the same path
             frames = frames.expand(-1, num_samples, *frames.shape[2:])
-            features = features.expand(-1, num_samples, *features.shape[2:])
+            features = None if features is None else features.expand(-1, num_samples, *features.shape[2:])
         return frames, features
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
@@ -526,8 +531,8 @@ class SRVP(Backbone):
         if self.training:
             out = self._training_pass(x, targets, step)
         else:
-            frames, features = self._generate(x, 1, 1)
-            out = BackboneOutput(frames[:, 0], features[:, 0])
+            frames, features = self._generate(x, 1, 1, keep_features=return_features)
+            out = BackboneOutput(frames[:, 0], None if features is None else features[:, 0])
         return out if return_features else BackboneOutput(out.frames, None, out.aux_losses)
 
     def content_swap(self, x_content: Tensor, x_dynamics: Tensor) -> Tensor:
@@ -540,7 +545,7 @@ class SRVP(Backbone):
         if x_content.shape[0] != x_dynamics.shape[0]:
             raise ValueError(f"srvp: x_content and x_dynamics need the same batch size, got {x_content.shape[0]} "
                              f"and {x_dynamics.shape[0]}")
-        frames, _ = self._generate(x_dynamics, 1, 1, content_from=x_content, with_observed=True)
+        frames, _ = self._generate(x_dynamics, 1, 1, content_from=x_content, with_observed=True, keep_features=False)
         return frames[:, 0]
 
     def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1, return_features: bool = False,
@@ -556,5 +561,5 @@ class SRVP(Backbone):
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.substeps(frame_rate)  # checks frame_rate
-        frames, features = self._generate(x, num_samples, frame_rate, chunk)
-        return BackboneOutput(frames, features if return_features else None)
+        frames, features = self._generate(x, num_samples, frame_rate, chunk, keep_features=return_features)
+        return BackboneOutput(frames, features)

@@ -510,3 +510,25 @@ def test_published_numbers_name_their_dataset_protocol_and_source(repo):
     assert "16.93 / 0.7799 on Stochastic Moving MNIST" in method
     assert "18.25 / 0.8300 on Deterministic Moving MNIST" in " ".join(method.split())
     assert "deterministic variant" not in method
+
+
+def test_sampling_keeps_no_decoder_features_unless_asked():
+    """Best of 100 at 64x64 ran out of memory: every sample's full-resolution decoder features (nf times the
+    frames) were kept. Now a chunk's features are dropped before the next chunk is decoded, unless asked for."""
+    import weakref
+
+    net = make(True).backbone.eval()
+    decode, alive = net.decode, []
+
+    def watched(states, content):
+        frames, features = decode(states, content)
+        alive.append(sum(r() is not None for r in refs))
+        refs.append(weakref.ref(features))
+        return frames, features
+
+    refs: list = []
+    net.decode = watched
+    with torch.no_grad():
+        assert net.sample(torch.rand(2, 3, 1, 16, 16), 4, chunk=1).features is None
+        assert max(alive) == 0 and len(alive) == 4
+        assert net.sample(torch.rand(2, 3, 1, 16, 16), 4, chunk=1, return_features=True).features.shape[1] == 4
