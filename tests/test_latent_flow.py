@@ -545,6 +545,16 @@ def test_residual_loss_is_no_longer_the_latent_loss():
     assert out.aux_losses["lf_residual"].item() != pytest.approx(out.aux_losses["lf_latent"].item(), rel=1e-3)
 
 
+@pytest.fixture
+def one_thread():
+    """Many small optimiser steps: on a shared CPU, threads that wait for each other make them far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_the_residual_head_learns_what_warping_misses():
     """Trained on the residual loss alone (nothing moves per the flow targets), the residual head's output
     approaches z_{t+1} - z_t, the change no warp explains."""
@@ -651,6 +661,7 @@ def test_adversarial_term_trains_the_discriminator_and_reaches_the_vae_only():
     assert not any(p is q for p in net.adversarial.parameters() for q in net.parameters() if q.requires_grad)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_discriminator_learns_to_tell_real_from_fake():
     from pdr.backbones.latent_flow.adversarial import AdversarialTerm
 
@@ -663,6 +674,7 @@ def test_discriminator_learns_to_tell_real_from_fake():
     assert term.steps_taken == 40
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_adversarial_state_is_checkpointed_and_resumed(tmp_path):
     """An interrupted vae-phase run with the discriminator, resumed, ends with the weights and the discriminator's
     Adam state of a run that was not interrupted."""
