@@ -48,7 +48,9 @@ class Backbone(nn.Module):
       phase that trains an auto-encoder and predicts nothing yet).
 
     Losses the backbone computes inside ``forward`` travel in ``BackboneOutput.aux_losses``; a loss over the
-    whole prediction of an autoregressive rollout comes from ``rollout_losses``.
+    whole prediction of an autoregressive rollout comes from ``rollout_losses``. A training call (with
+    ``targets``) may return fewer frames than ``frames_per_call``, a horizon drawn for that step: the model
+    wrapper ends the rollout there and the training loop scores those frames against the first targets.
     """
 
     feature_channels: int | None = None

@@ -68,9 +68,10 @@ def save_prediction_grid(
     pred: np.ndarray | dict[str, np.ndarray],
     title: str = "",
     max_frames: int = 10,
+    row_labels: tuple[str, str] = ("input", "truth"),
 ) -> Path:
     """The figure of ``prediction_grid_figure`` written as a PNG at ``path``."""
-    return _save(prediction_grid_figure(inputs, truth, pred, title, max_frames), path, dpi=90)
+    return _save(prediction_grid_figure(inputs, truth, pred, title, max_frames, row_labels), path, dpi=90)
 
 
 def prediction_grid_figure(
@@ -79,13 +80,14 @@ def prediction_grid_figure(
     pred: np.ndarray | dict[str, np.ndarray],
     title: str = "",
     max_frames: int = 10,
+    row_labels: tuple[str, str] = ("input", "truth"),
 ):
     """One block of rows per sequence: input, truth, then one row per prediction (a laid-out Figure).
 
     inputs (S, T_in, C, H, W), truth (S, T_out, C, H, W), values in display range [0, 1]; ``pred`` is one
     (S, T_out, C, H, W) array (row label "prediction") or ``{row label: array}`` to show several models'
     predictions of the same sequences in adjacent rows. Data with neither 1 nor 3 channels shows channel 0
-    with a colour map.
+    with a colour map. ``row_labels``: the labels of the first two rows of a block.
     """
     plt = _pyplot()
     preds = pred if isinstance(pred, dict) else {"prediction": pred}
@@ -96,7 +98,7 @@ def prediction_grid_figure(
     vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
     fig, axes = plt.subplots(per_block * s, cols, figsize=(1.1 * cols, 1.2 * per_block * s), squeeze=False)
     for k in range(s):
-        rows = [("input", inputs[k]), ("truth", truth[k])] + [(label, p[k]) for label, p in preds.items()]
+        rows = [(row_labels[0], inputs[k]), (row_labels[1], truth[k])] + [(label, p[k]) for label, p in preds.items()]
         for r, (label, frames) in enumerate(rows):
             for c in range(cols):
                 ax = axes[per_block * k + r, c]

@@ -10,6 +10,9 @@ sequence and reports two rows per run, "best of K" (per sequence and per metric,
 truth, as SVG and SRVP report) and "mean of K" (the average over samples).
 
     python tools/eval.py runs/bouncing_sprites/srvp --samples 100
+
+Latent flow runs (temporal or joint phase): ``--ttt --ttt-steps 10`` predicts each test sequence after test-time
+training of the flow head on it (reset before the next sequence), so every metric is measured for the TTT model.
 """
 from __future__ import annotations
 
@@ -39,6 +42,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, metavar="K",
                    help="futures drawn per test sequence for stochastic models: reports best of K and mean of K "
                         "(default: eval.num_samples of each run's config, else 1; deterministic models need 1)")
+    p.add_argument("--ttt", action="store_true",
+                   help="latent_flow runs: test-time training of the flow head on each test sequence before its "
+                        "prediction, reset afterwards (rows and output files are marked 'TTT')")
+    p.add_argument("--ttt-steps", type=int, default=10, help="Adam steps of --ttt per sequence (default 10)")
+    p.add_argument("--ttt-lr", type=float, default=1e-4, help="learning rate of --ttt (default 1e-4)")
     p.add_argument("--no-images", action="store_true", help="do not write the PNG grid and curves")
     p.add_argument("--gif", action="store_true",
                    help="also write one animated GIF per shown test sequence (observed frames, then truth and "
@@ -69,12 +77,14 @@ def main(argv=None) -> int:
         res = evaluate_run(run, split=args.split, checkpoint=args.checkpoint, metrics=args.metrics, device=device,
                            overrides=args.overrides,
                            num_vis=args.num_vis, max_batches=args.max_batches, batch_size=args.batch_size,
-                           save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples)
+                           save_images=not args.no_images, lpips_model=lpips_model, num_samples=args.samples,
+                           ttt_steps=args.ttt_steps if args.ttt else 0, ttt_lr=args.ttt_lr)
         if args.gif:
             from ..results.load import locate_run
             from ..results.report import save_run_gifs
 
-            res.images += save_run_gifs(res, locate_run(run, args.checkpoint)[2] / "gifs", prefix=args.split)
+            prefix = f"{args.split}_ttt{args.ttt_steps}" if args.ttt else args.split
+            res.images += save_run_gifs(res, locate_run(run, args.checkpoint)[2] / "gifs", prefix=prefix)
         for image in res.images:
             print(f"[pdr] {res.name}: wrote {image}", file=sys.stderr)
         results.append(res)

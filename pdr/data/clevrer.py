@@ -32,10 +32,10 @@ from ..registry import DATASETS
 from .base import VideoDataset
 from .clevrer_files import HOW_TO_GET, VIDEO_NAME, collision_frames, index_files, load_annotation
 from .flow_cache import clip_flows
+from .optical_flow import METHOD_CHOICES, resolve_flow_method
 from .video_io import read_video, resize_frames
 
 CLIP_STARTS = ("random", "fixed")
-FLOW_METHODS = ("raft_large", "farneback")  # what tools/precompute_flow.py records in a flow cache
 
 
 def _index_range(value, key: str) -> tuple[int, int]:
@@ -68,8 +68,10 @@ class CLEVRER(VideoDataset):
             (T-1, 1, H, W) over the clip's frames to the extras, read from ``video_XXXXX_flow.npz`` next to each
             video (written by tools/precompute_flow.py; resized to ``img_size`` with the vectors scaled). Needs
             ``frame_step: 1``: the stored flows are between consecutive frames.
-        flow_method: the method the precomputed flows must have been made with, "raft_large" or "farneback"
-            (tools/precompute_flow.py records it in each file); flows of another method are an error.
+        flow_method: the method the precomputed flows must have been made with, "raft_large", "farneback" or
+            "auto" (RAFT when its weights are in the torch hub cache, else Farneback: the rule of
+            tools/precompute_flow.py, whose default is the same "auto"); tools/precompute_flow.py records the
+            method in each file, and flows of another method are an error.
         cache_dir: folder for decoded, resized frames (``video_XXXXX_<H>x<W>.npy``), or null.
         max_videos: use only the first this many videos of the split (quick runs), or null.
     """
@@ -94,7 +96,7 @@ class CLEVRER(VideoDataset):
         require_annotations: bool = True,
         return_collision: bool = False,
         return_flows: bool = False,
-        flow_method: Literal["raft_large", "farneback"] = "raft_large",
+        flow_method: Literal["auto", "raft_large", "farneback"] = "auto",
         cache_dir: str | None = None,
         max_videos: int | None = None,
     ):
@@ -117,9 +119,10 @@ class CLEVRER(VideoDataset):
         if self.return_flows and frame_step != 1:
             raise DataError(f"data.return_flows needs data.frame_step: 1 (the stored flows join consecutive frames), "
                             f"got {frame_step}")
-        if flow_method not in FLOW_METHODS:
-            raise DataError(f"data.flow_method must be one of {list(FLOW_METHODS)}, got {flow_method!r}")
-        self.flow_method = flow_method
+        if flow_method not in METHOD_CHOICES:
+            raise DataError(f"data.flow_method must be one of {list(METHOD_CHOICES)}, got {flow_method!r}")
+        self.flow_method_asked = flow_method
+        self.flow_method = resolve_flow_method(flow_method)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.videos, self.annotations = self._select(ranges[split], bool(require_annotations), max_videos)
 
@@ -262,7 +265,8 @@ class CLEVRER(VideoDataset):
 
     def flows(self, index: int, picked: np.ndarray) -> dict:
         """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
-        return clip_flows(self.videos[index], picked, self.flow_method, (self.img_size, self.img_size))
+        return clip_flows(self.videos[index], picked, self.flow_method, (self.img_size, self.img_size),
+                          asked=self.flow_method_asked)
 
     def __getitem__(self, index: int):
         if self.split != "train" or not (self.return_collision or self.return_flows):

@@ -190,7 +190,9 @@ class Trainer:
         with context:
             with self.amp.autocast():
                 out = self.net(x, targets=y, step=self.global_step, extras=extras, return_output=True)
-            terms = self.loss_fn(out.frames.float(), y)  # the loss (SSIM's convolutions) in float32
+            # in float32 (SSIM's convolutions), against the targets of the frames predicted (a backbone may draw a
+            # shorter horizon in training: latent_flow's train_out_frames)
+            terms = self.loss_fn(out.frames.float(), y[:, :out.frames.shape[1]])
             extra = {k: v.float() for k, v in out.aux_losses.items()}
             if extra:
                 terms = {**terms, **extra, "loss": terms["loss"] + sum(extra.values())}

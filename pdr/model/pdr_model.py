@@ -185,6 +185,8 @@ class PDRModel(nn.Module):
             taken.append(out.frames[:, :take])
             losses.append(out.aux_losses)
             produced += take
+            if inputs.get("targets") is not None and out.frames.shape[1] < self.backbone.frames_per_call:
+                break  # a training call that drew a shorter horizon (latent_flow's train_out_frames) ends the rollout
             if produced < self.out_frames:
                 if self.adapter is not None and self.adapter.detach_coarse:  # the refined value, the backbone's gradient
                     y = out.frames + (y - out.frames).detach()
@@ -198,7 +200,7 @@ class PDRModel(nn.Module):
             aux.update(self.backbone.rollout_losses(rollout, inputs["targets"]))
         weight = 0.0 if self.adapter is None else self.adapter.coarse_loss_weight
         if weight and self.training and targets is not None:
-            aux["coarse_mse"] = weight * F.mse_loss(torch.cat(taken, dim=1), targets)
+            aux["coarse_mse"] = weight * F.mse_loss(torch.cat(taken, dim=1), targets[:, :produced])
         return ModelOutput(frames, aux)
 
     def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1) -> Tensor:

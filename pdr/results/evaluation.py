@@ -230,14 +230,23 @@ def evaluate_run(
     save_images: bool = True,
     lpips_model=None,
     num_samples: int | None = None,
+    ttt_steps: int = 0,
+    ttt_lr: float = 1e-4,
 ) -> RunResult:
     """Metrics of a run on ``split``. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
     above 1 draws K futures per sequence (models with a ``sample`` method only) and reports best of K and
-    mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``)."""
+    mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``). ``ttt_steps`` > 0 (latent_flow runs):
+    each test sequence is predicted after that many test-time training steps of the flow head on it
+    (``pdr.backbones.latent_flow.ttt``); the run's name and output files say so."""
     ckpt_path, _, out_dir = locate_run(path, checkpoint)
     model = load_run(path, checkpoint, device=device, overrides=overrides)
     cfg = model.config
     k = _resolve_num_samples(num_samples, cfg, model, ckpt_path)
+    ttt = None
+    if ttt_steps:
+        from .backbones.latent_flow.ttt import ttt_predictor
+
+        ttt = ttt_predictor(model, ttt_steps, ttt_lr, source=str(ckpt_path))
 
     metrics = list(metrics or cfg["eval"]["metrics"])
     num_vis = cfg["eval"]["num_vis"] if num_vis is None else num_vis
@@ -250,8 +259,12 @@ def evaluate_run(
     collisions = CollisionAccumulator() if _scores_collisions(model, dataset) else None
     shown: list[tuple] = []
     name = Path(path).name if Path(path).is_dir() else Path(path).stem
+    if ttt is not None:
+        name += f" (TTT {ttt_steps} steps)"
 
     def predict(x, y):
+        if ttt is not None:
+            return ttt(x).cpu()
         return (sample_predictions(model, x, k) if k > 1 else model(x)).cpu()
 
     def observe(i, x, y, pred):
@@ -275,5 +288,11 @@ def evaluate_run(
         xs, ys, ps = (np.concatenate([s[j] for s in shown])[:num_vis] for j in range(3))
         run.shown = tuple(_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
     if save_images and shown:
-        _save_outputs(run, result, best, cfg, out_dir, split)
+        _save_outputs(run, result, best, cfg, out_dir, f"{split}_ttt{ttt_steps}" if ttt is not None else split)
+        if callable(getattr(model.backbone, "content_swap", None)):  # SRVP: the content/dynamics swap figure
+            from .backbones.srvp_swap import save_content_swap_figure
+
+            swap = save_content_swap_figure(out_dir / f"content_swap_{split}.png", model.backbone, xs, ys,
+                                            lambda a: _denormalise_for_display(a, dataset), device, cfg["train"]["seed"])
+            run.images += [swap] if swap is not None else []
     return run

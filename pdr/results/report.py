@@ -54,6 +54,19 @@ img { max-width: 100%; }
 """
 
 
+def _copied_figures(folder: Path, slugs: list[str], results, prefix: str) -> list[str]:
+    """Copy each run's first image whose name starts with ``prefix`` into ``folder/<slug>/``; its HTML, per run."""
+    parts = []
+    for slug, r in zip(slugs, results):
+        image = next((Path(p) for p in r.images if Path(p).name.startswith(prefix)), None)
+        if image is not None and image.is_file():
+            target = folder / slug / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, target)
+            parts.append(f'<h3>{html.escape(r.name)}</h3><img src="{slug}/{image.name}" alt="{html.escape(r.name)}">')
+    return parts
+
+
 def write_report(folder: str | Path, results, header: list[str], rows: list[list[str]], notes=(),
                  curves: dict | None = None, title: str = "PDR evaluation", fps: float = 4.0) -> Path:
     """Write ``folder/index.html`` and the files it shows; returns the page's path.
@@ -61,8 +74,8 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
     ``results``: the RunResults of the runs, in table order; ``header`` and ``rows``: the metrics table as
     text cells; ``notes``: lines shown under the table; ``curves``: ``{metric: {label: per-frame values}}``
     (default: ``table.comparison_curves(results)``). The page has the table, one figure of per-frame metrics
-    with every run, a grid of GIFs with one row per shown test sequence and one column per run,
-    and each run's prediction grid (when evaluation wrote one).
+    with every run, a grid of GIFs with one row per shown test sequence and one column per run, each run's
+    prediction grid (when evaluation wrote one) and, for SRVP runs, the content/dynamics swap figure.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,14 +90,8 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
         save_metric_curves(folder / "per_frame.png", curves, title="per predicted frame")
         parts += ["<h2>Per predicted frame</h2>", '<img src="per_frame.png" alt="metrics per predicted frame">']
 
-    grids = []
-    for slug, r in zip(slugs, results):
-        grid = next((Path(p) for p in r.images if Path(p).name.startswith("predictions_")), None)
-        if grid is not None and grid.is_file():
-            target = folder / slug / grid.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(grid, target)
-            grids.append(f'<h3>{html.escape(r.name)}</h3><img src="{slug}/{grid.name}" alt="{html.escape(r.name)}">')
+    grids = _copied_figures(folder, slugs, results, "predictions_")
+    swaps = _copied_figures(folder, slugs, results, "content_swap_")
 
     gifs = {slug: save_run_gifs(r, folder / slug, fps=fps) for slug, r in zip(slugs, results)}
     count = max((len(v) for v in gifs.values()), default=0)
@@ -106,6 +113,10 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
 
     if grids:
         parts += ["<h2>Prediction grids</h2>", *grids]
+    if swaps:
+        parts += ["<h2>Content / dynamics swap</h2>",
+                  '<p class="note">Each block: the content of the first row decoded with the dynamics of the second '
+                  '(observed frames, then one sample of the future).</p>', *swaps]
 
     page = folder / "index.html"
     page.write_text("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html.escape(title)
