@@ -244,7 +244,7 @@ def evaluate_run(
     k = _resolve_num_samples(num_samples, cfg, model, ckpt_path)
     ttt = None
     if ttt_steps:
-        from .backbones.latent_flow.ttt import ttt_predictor
+        from ..backbones.latent_flow.ttt import ttt_predictor
 
         ttt = ttt_predictor(model, ttt_steps, ttt_lr, source=str(ckpt_path))
 
@@ -290,7 +290,7 @@ def evaluate_run(
     if save_images and shown:
         _save_outputs(run, result, best, cfg, out_dir, f"{split}_ttt{ttt_steps}" if ttt is not None else split)
         if callable(getattr(model.backbone, "content_swap", None)):  # SRVP: the content/dynamics swap figure
-            from .backbones.srvp_swap import save_content_swap_figure
+            from ..backbones.srvp_swap import save_content_swap_figure
 
             swap = save_content_swap_figure(out_dir / f"content_swap_{split}.png", model.backbone, xs, ys,
                                             lambda a: _denormalise_for_display(a, dataset), device, cfg["train"]["seed"])
