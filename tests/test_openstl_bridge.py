@@ -319,7 +319,7 @@ def test_data_keys_must_agree_with_the_data_section(fake_openstl):
         pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 10}, (4, 1, 16, 16), 4)
     pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 4, "aft_seq_length": 4}, (4, 1, 16, 16), 4)
     with pytest.raises(ValueError, match="patch_size must be a positive integer dividing"):
-        pdr.create_model({"name": "openstl:PredRNN", "patch_size": 3}, (4, 1, 16, 16), 4)
+        pdr.create_model({"name": "openstl:PredRNN", "patch_size": 0}, (4, 1, 16, 16), 4)
 
 
 def test_a_config_trains_through_the_bridge(fake_openstl, tmp_path):

@@ -109,6 +109,11 @@ class LatentFlow(Backbone):
         for p in (self.vae.parameters() if phase == "temporal" else ()):
             p.requires_grad_(False)
 
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], levels: int = 2, **_) -> int:
+        """H and W must be multiples of 2^levels (the VAE's halvings)."""
+        return 2 ** int(levels)
+
     # ------------------------------------------------------------------ contract
 
     @property
