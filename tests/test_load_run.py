@@ -110,6 +110,11 @@ def test_predict_rolls_out_past_the_trained_horizon(run):
     torch.testing.assert_close(long[:, :4], first, rtol=0, atol=0)
     torch.testing.assert_close(long[:, 4:8], second, rtol=0, atol=0)
     assert model.predict(x, num_frames=3).shape == (2, 3, 2, 32, 32)
+    # a longer clip: the future of its last T_in frames
+    clip = torch.cat([torch.rand(2, 3, 2, 32, 32), x], dim=1)
+    torch.testing.assert_close(model.predict(clip), first, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="predict: 3 observed frames, the model predicts from 4"):
+        model.predict(x[:, :3])
 
 
 def test_predict_takes_uint8_frames_with_the_data_scaling_or_refuses_them(run):

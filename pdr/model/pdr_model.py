@@ -104,8 +104,8 @@ class PDRModel(nn.Module):
     def predict(self, frames, num_frames: int | None = None, normalised: bool = False):
         """Predict the future of observed frames, in eval mode and without gradients.
 
-        frames: (B, T_in, C, H, W) or one sequence (T_in, C, H, W), a tensor or an array, in the data's own
-        units (as the dataset reads them from disk, before its normalisation), or uint8 images (0..255) for data
+        frames: (B, T, C, H, W) or one sequence (T, C, H, W), T >= T_in (the last T_in frames are the observed
+        ones), a tensor or an array, in the data's own units (as the dataset reads them from disk, before its normalisation), or uint8 images (0..255) for data
         read from 8-bit images (``data_uint8_scale``; refused otherwise). ``num_frames``: how many future frames
         (default: the trained T_out; more are rolled out from the model's own predictions). Returns (B, num_frames,
         C, H, W) (or (num_frames, C, H, W)) in the input's units and type: a NumPy array for an array, a tensor on
@@ -117,6 +117,10 @@ class PDRModel(nn.Module):
         x, restore = to_model_units(frames, device, self.data_uint8_scale, self._dataset_name(), normalised)
         single = x.dim() == 4
         x = x.unsqueeze(0) if single else x
+        if x.dim() == 5 and x.shape[1] != self.in_frames:
+            if x.shape[1] < self.in_frames:
+                raise ValueError(f"predict: {x.shape[1]} observed frames, the model predicts from {self.in_frames}")
+            x = x[:, -self.in_frames:]
         mean, std = (None, None) if normalised else (self._stat(self.data_mean, x), self._stat(self.data_std, x))
         if mean is not None:
             x = x - mean
