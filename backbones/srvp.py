@@ -337,6 +337,11 @@ class SRVP(Backbone):
             self.posterior_head = GaussianHead(lstm_hidden, self.z_dim, min_std)
         self.feature_channels = widths[0]
 
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], levels: int | None = None, **_) -> int:
+        """H and W must be multiples of 2^levels (``levels`` by default: down to about 4x4 pixels)."""
+        return 2 ** (_auto_levels(*in_shape[2:]) if levels is None else int(levels))
+
     # ------------------------------------------------------------------ contract
 
     @property

@@ -98,6 +98,7 @@ class Registry:
         build.__signature__ = sig
         build.__name__ = build.__qualname__ = name
         build.__module__, build.__doc__ = target.__module__, doc
+        build.size_multiple = getattr(target, "size_multiple", None)  # the frame sizes it accepts (pdr.model.padding)
         return self.register(name)(build)
 
     def names(self) -> list[str]:

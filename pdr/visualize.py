@@ -165,8 +165,9 @@ def save_training_curves(path: str | Path, history: list[dict],
     return _finish(fig, path, "", dpi=100)
 
 
-def _to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """(T, C, H, W) in display range -> uint8 (T, H, W, 3): RGB as is, 1 channel grey, others channel 0 in viridis."""
+def frames_to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(T, C, H, W) in display range -> uint8 (T, H, W, 3): RGB as is (clipped to [0, 1]), 1 channel grey and other
+    channel counts channel 0 in viridis, both scaled from [vmin, vmax]."""
     if frames.shape[1] == 3:
         rgb = np.clip(frames.transpose(0, 2, 3, 1), 0, 1)
     else:
@@ -183,34 +184,42 @@ def _to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 def save_sequence_gif(
     path: str | Path,
     inputs: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     pred: np.ndarray,
     fps: float = 4.0,
     min_height: int = 128,
+    value_range: tuple[float, float] | None = None,
 ) -> Path:
     """An animated GIF of one sequence: the observed frames, then truth and prediction side by side.
 
-    inputs (T_in, C, H, W), truth and pred (T_out, C, H, W), values in display range [0, 1] (colours as in
-    ``save_prediction_grid``). Frames are enlarged by an integer factor to at least ``min_height`` pixels
-    and each carries a caption with its index in the whole sequence ("observed t=3", "truth t=11"). The
-    GIF loops and holds its last frame for a second.
+    inputs (T_in, C, H, W), pred (T_out, C, H, W), truth (T_true, C, H, W) with T_true <= T_out (predicted frames
+    past the truth show an empty truth panel) or None (only the prediction is shown after the inputs); values in
+    display range [0, 1] (colours as in ``save_prediction_grid``; grey and other channel counts are scaled from
+    ``value_range``, by default the range of inputs and truth). Frames are enlarged by an integer factor to at least
+    ``min_height`` pixels and each carries a caption with its index in the whole sequence ("observed t=3",
+    "truth t=11"). The GIF loops and holds its last frame for a second.
     """
     import imageio.v3 as iio
     from PIL import Image, ImageDraw, ImageFont
 
-    if inputs.ndim != 4 or truth.shape != pred.shape or truth.ndim != 4 or inputs.shape[1:] != truth.shape[1:]:
-        raise ValueError(f"expected inputs (T_in, C, H, W) and truth, pred (T_out, C, H, W) with the same C, H, W, "
-                         f"got {inputs.shape}, {truth.shape}, {pred.shape}")
-    vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
-    observed, true, predicted = (_to_rgb8(a, vmin, vmax) for a in (inputs, truth, pred))
+    if (inputs.ndim != 4 or pred.ndim != 4 or inputs.shape[1:] != pred.shape[1:]
+            or truth is not None and (truth.ndim != 4 or truth.shape[1:] != pred.shape[1:] or len(truth) > len(pred))):
+        raise ValueError(f"expected inputs (T_in, C, H, W), pred (T_out, C, H, W) and truth (T <= T_out, C, H, W) or "
+                         f"None with the same C, H, W, got {inputs.shape}, {None if truth is None else truth.shape}, "
+                         f"{pred.shape}")
+    shown = inputs if truth is None else np.concatenate([inputs, truth])
+    vmin, vmax = value_range if value_range is not None else (float(shown.min()), float(shown.max()))
+    observed, predicted = frames_to_rgb8(inputs, vmin, vmax), frames_to_rgb8(pred, vmin, vmax)
+    true = None if truth is None else frames_to_rgb8(truth, vmin, vmax)
     h, w = inputs.shape[2:]
     scale = max(1, -(-min_height // h))
     panel_w, panel_h, gap, header = w * scale, h * scale, 6, 18
+    panels = 1 if truth is None else 2
     font = ImageFont.load_default(size=12)
 
-    def canvas(left: np.ndarray, right: np.ndarray | None, left_text: str, right_text: str) -> np.ndarray:
-        image = Image.new("RGB", (2 * panel_w + gap, header + panel_h), "white")
-        for i, (frame, text) in enumerate(((left, left_text), (right, right_text))):
+    def canvas(*columns: tuple[np.ndarray | None, str]) -> np.ndarray:
+        image = Image.new("RGB", (panels * panel_w + (panels - 1) * gap, header + panel_h), "white")
+        for i, (frame, text) in enumerate(columns):
             x = i * (panel_w + gap)
             if frame is not None:
                 image.paste(Image.fromarray(frame).resize((panel_w, panel_h), Image.NEAREST), (x, header))
@@ -220,9 +229,14 @@ def save_sequence_gif(
         return np.asarray(image)
 
     t_in = len(observed)
-    frames = [canvas(f, None, f"observed t={t + 1}", "") for t, f in enumerate(observed)]
-    frames += [canvas(a, b, f"truth t={t_in + t + 1}", f"prediction t={t_in + t + 1}")
-               for t, (a, b) in enumerate(zip(true, predicted))]
+    frames = [canvas((f, f"observed t={t + 1}"), *[(None, "")] * (panels - 1)) for t, f in enumerate(observed)]
+    for t, p in enumerate(predicted):
+        caption = f"prediction t={t_in + t + 1}"
+        if true is None:
+            frames.append(canvas((p, caption)))
+        else:
+            frames.append(canvas((true[t], f"truth t={t_in + t + 1}") if t < len(true) else (None, "no truth"),
+                                 (p, caption)))
     durations = [1000 / fps] * (len(frames) - 1) + [1000.0]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

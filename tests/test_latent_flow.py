@@ -318,6 +318,21 @@ def test_infer_end_to_end(phases, tmp_path, run, ttt):
         assert sorted(p.name for p in (out / name).glob("*.png")) == ["pred_000.png", "pred_001.png"]
 
 
+def test_pdr_predict_on_latent_flow_runs(phases, tmp_path, capsys):
+    """pdr-predict serves the joint phase's run like any other (a rollout past its 2 trained frames); the vae phase
+    predicts nothing and is refused."""
+    from pdr.cli.predict import main
+
+    _write_video(tmp_path / "clip", frames=6)
+    out = tmp_path / "out"
+    argv = ["--checkpoint", "last", "--input", str(tmp_path / "clip"), "--out", str(out), "--frames", "4", "--no-progress"]
+    assert main([str(phases["root"] / "joint"), *argv]) == 0
+    assert sorted(p.name for p in (out / "clip").iterdir()) == [f"pred_{i:03d}.png" for i in range(4)]
+    assert json.loads((out / "metrics.json").read_text())["clips"]["clip"]["compared_frames"] == 3
+    assert main([str(phases["root"] / "vae"), *argv]) == 2
+    assert "reconstructs frames and predicts none yet" in capsys.readouterr().err
+
+
 def test_infer_friendly_errors(phases, tmp_path, capsys):
     from tools_infer import main
 

@@ -135,6 +135,11 @@ class LatentFlow(Backbone):
         self.lambda_adv = float(lambda_adv) if phase == "vae" else 0.0
         self.adversarial = AdversarialTerm(c, disc_nf, disc_lr) if self.lambda_adv > 0 else None
 
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], levels: int = 2, **_) -> int:
+        """H and W must be multiples of 2^levels (the VAE's halvings)."""
+        return 2 ** int(levels)
+
     # ------------------------------------------------------------------ contract
 
     @property

@@ -41,6 +41,9 @@ SCHEMA: dict[str, Any] = {
                         "checkpoint, or an OpenSTL .pth/.ckpt"),
         "init_strict": _f(bool, True, help="init_from: every key must fit (false: load what fits, log the rest)"),
         "freeze_backbone": _f(bool, False, help="train only the adapter"),
+        "pad": _f(str, "auto", choices=("auto", "none"), help="auto: frames of a size the backbone or adapter does "
+                  "not divide are padded to the next multiple and predictions cropped back; none: refuse such sizes"),
+        "pad_mode": _f(str, "replicate", choices=("replicate", "reflect"), help="how model.pad: auto fills the border"),
     },
     "data": {
         "name": _f(str, help="a registered dataset"),

@@ -78,6 +78,7 @@ class CLEVRER(VideoDataset):
 
     mean = 0.0
     std = 1.0
+    uint8_scale = 1 / 255  # 8-bit images scaled to [0, 1]
 
     def __init__(
         self,

@@ -167,6 +167,7 @@ class ClipDataset(VideoDataset):
 
     mean = 0.0
     std = 1.0
+    uint8_scale = 1 / 255  # 8-bit images scaled to [0, 1]
 
     def open_root(self, root: str, benchmark: str, how_to_get: str) -> Path:
         self.root = Path(root)

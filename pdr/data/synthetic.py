@@ -97,6 +97,8 @@ class BouncingSprites(VideoDataset):
         seed: dataset seed.
     """
 
+    uint8_scale = 1 / 255  # RGB frames in [0, 1], as an 8-bit image / 255
+
     def __init__(
         self,
         split: str,

@@ -68,7 +68,7 @@ def validation_scores(model, loader, loss_fn, device, autocast: Callable = conte
 
     def predict(x, y):
         with autocast():  # a model still learning to encode frames is judged on its reconstructions
-            return (model.backbone.reconstruct(y) if reconstructs else model(x)).float()
+            return (model.reconstruct(y) if reconstructs else model(x)).float()
 
     def keep_example(i, x, y, pred):
         if i == 0:

@@ -162,7 +162,7 @@ def _add_collisions(acc: CollisionAccumulator, model: PDRModel, dataset, x: torc
     annotated = [j for j in range(len(x)) if dataset.annotations[first + j] is not None]
     if not annotated:
         return
-    prob = model.backbone.collision_probabilities(x[annotated])
+    prob = model.collision_probabilities(x[annotated])
     if prob is None:
         return
     labels = torch.stack([dataset.collision_labels(first + j) for j in annotated])

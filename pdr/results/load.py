@@ -75,14 +75,25 @@ def _data_stats(state: dict, cfg) -> tuple:
     return dataset.mean, dataset.std
 
 
+def _uint8_scale(cfg) -> float | None:
+    """Data units per 8-bit level of the run's dataset (``VideoDataset.uint8_scale_of``), None for data that are
+    not 8-bit images."""
+    from ..config import dataset_kwargs
+    from ..registry import DATASETS
+
+    of = getattr(DATASETS.get(cfg["data"]["name"]), "uint8_scale_of", None)
+    return None if of is None else of(**dataset_kwargs(cfg))
+
+
 def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | torch.device = "cpu",
              overrides=()) -> PDRModel:
     """The model of a finished run, in eval mode on ``device``, with its config as ``model.config``.
 
     path: a run folder of tools/train.py (``checkpoint`` picks ``checkpoints/<checkpoint>.pt``: best or
     last) or a checkpoint file. ``overrides``: ``--set`` style ``KEY=VALUE`` strings applied to the
-    run's config (validated as in training). ``model.predict(frames)`` maps (B, T_in, C, H, W) frames in
-    the data's units to (B, T_out, C, H, W) predictions in the same units.
+    run's config (validated as in training). ``model.predict(frames, num_frames=N)`` maps (B, T_in, C, H, W)
+    frames in the data's units (or uint8 images, for data read from 8-bit images) to (B, N, C, H, W) predictions
+    in the same units and type.
     """
     from ..engine.checkpoint import load_checkpoint
     from ..model import build_model
@@ -97,6 +108,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | to
         raise CheckpointError(f"{ckpt_path}: weights do not fit the model of its config: {str(exc).splitlines()[0]}") from exc
     model.config = cfg
     model.data_mean, model.data_std = _data_stats(state, cfg)
+    model.data_uint8_scale = _uint8_scale(cfg)
     model.checkpoint_path = Path(ckpt_path)
     model.resolved_in_training = state.get("resolved") or {}  # networks and methods the run picked when it began
     return model.to(device).eval()
