@@ -66,7 +66,7 @@ def test_wrong_input_shape_is_named():
 def test_bad_backbone_argument_value_is_a_config_error():
     cfg = config_from_dict({
         "model": {"backbone": {**SMALL, "N_S": 10}},  # 16x16 cannot be halved 5 times
-        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "size": 16},
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "image_size": 16},
     })
     with pytest.raises(ConfigError, match=r"model.backbone \(simvp\): SimVP with N_S=10 needs H and W divisible by 32"):
         pdr.build_model(cfg)
