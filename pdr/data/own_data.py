@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import SPLITS, VideoDataset
+from .base import VideoDataset
 from .frame_fit import size_pair
 from .splits import is_pattern, named_paths
 from .statistics import ChannelStats, normalisation
@@ -88,5 +88,3 @@ class OwnDataset(VideoDataset):
         x, y = self.split_pair(clip, self.in_frames, self.out_frames)
         return (x - self._offset) / self._scale, (y - self._offset) / self._scale
 
-
-SPLIT_FILE_KEYS = tuple(f"{split}_files" for split in SPLITS)
