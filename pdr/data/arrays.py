@@ -144,8 +144,8 @@ class ArraySequences(OwnDataset):
 
     def _check_file(self, f: ArrayFile) -> None:
         if f.channels != self.channels:
-            raise DataError(f"{f.describe()}: {f.channels} channels per frame, but data.channels is {self.channels}; "
-                            "set data.channels, or check data.layout")
+            raise DataError(f"{f.describe()}: {f.channels} channel{'s' if f.channels != 1 else ''} per frame, but "
+                            f"data.channels is {self.channels}; set data.channels, or check data.layout")
         self.fit.check(f.height, f.width, f.describe())
         if f.num_sequences == 0:
             raise DataError(f"{f.describe()}: holds no sequence (its N axis is empty)")

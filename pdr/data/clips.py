@@ -173,12 +173,8 @@ class ClipDataset(VideoDataset):
                   fit: FrameFit) -> None:
         """Probe ``paths`` and cut clips of in_frames + out_frames frames (``clip_stride`` apart in train)."""
         stride = clip_stride if self.split == "train" else eval_clip_stride
-        for key, value in (("frame_step", frame_step), ("clip_stride", clip_stride),
-                           ("eval_clip_stride", eval_clip_stride)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise DataError(f"data.{key} must be an int >= 1, got {value!r}")
-        self.clips = ClipCollection([probe(p) for p in paths], self.in_frames + self.out_frames, frame_step, stride,
-                                    grey=grey, fit=fit)
+        self.clips = ClipCollection([probe(p) for p in paths], self.in_frames + self.out_frames, int(frame_step),
+                                    int(stride), grey=grey, fit=fit)
         if len(self.clips) == 0:
             longest = max(self.clips.sources, key=lambda s: s.num_frames)
             raise DataError(
