@@ -241,7 +241,7 @@ def test_ttt_lowers_the_flow_loss_of_the_video_it_adapts_to_and_the_reset_is_exa
 
 # ----------------------------------------------------------------------------- phases through the Trainer
 
-SMALL = ["data.size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5", "data.num_train=4",
+SMALL = ["data.image_size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5", "data.num_train=4",
          "data.num_val=2", "data.num_test=2", "data.batch_size=2", "train.log_every=1", "train.tensorboard=false",
          "eval.metrics=[mse,psnr]", "model.backbone.nf=8", "model.backbone.hidden=8", "model.backbone.layers=1",
          "model.backbone.perceptual=random"]
@@ -291,7 +291,7 @@ def _write_video(folder, frames=5, size=16):
 
     from pdr.data.synthetic import BouncingSprites
 
-    seq = BouncingSprites("test", 1, frames - 1, num_test=1, seq_len=frames, size=size, sprite_size=(3.0, 6.0)).sequence(0)
+    seq = BouncingSprites("test", 1, frames - 1, num_test=1, seq_len=frames, image_size=size, sprite_size=(3.0, 6.0)).sequence(0)
     folder.mkdir(parents=True)
     for i, frame in enumerate(seq):
         iio.imwrite(folder / f"frame_{i}.png", (frame.transpose(1, 2, 0) * 255).round().astype(np.uint8))
@@ -402,7 +402,7 @@ def _write_clevrer(root, videos=4, frames=8, size=24):
         (root / f"annotation_{index:05d}.json").write_text(json.dumps(annotation))
 
 
-CLEVRER_TINY = ["data.img_size=16", "data.in_frames=3", "data.out_frames=2", "data.train_videos=[0,2]",
+CLEVRER_TINY = ["data.image_size=16", "data.in_frames=3", "data.out_frames=2", "data.train_videos=[0,2]",
                 "data.val_videos=[2,3]", "data.test_videos=[3,4]", "data.batch_size=2", "data.num_workers=0",
                 "model.backbone.vae_checkpoint=null", "model.backbone.nf=8", "model.backbone.hidden=8",
                 "model.backbone.layers=1", "model.backbone.levels=2", "model.backbone.perceptual=random",
@@ -437,7 +437,7 @@ def test_precomputed_flows_are_resized_with_their_vectors_and_required(tmp_path)
     backward[:, 0] = 3.0  # 3 pixels right at 24x24 -> 2 pixels at 16x16
     np.savez(tmp_path / "video_00000_flow.npz", backward=backward, forward=-backward,
              visible=np.ones((7, 1, 24, 24), np.uint8), method="farneback")
-    ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16,
+    ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16,
                         train_videos=[0, 1], val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed",
                         return_flows=True, flow_method="farneback")
     _, _, extras = ds[0]
@@ -505,7 +505,7 @@ def test_a_flow_cache_of_another_method_is_refused(tmp_path):
     flows = {"backward": np.zeros((7, 2, 16, 16), np.float16), "forward": np.zeros((7, 2, 16, 16), np.float16),
              "visible": np.ones((7, 1, 16, 16), np.uint8), "method": "farneback"}
     np.savez(tmp_path / "video_00000_flow.npz", **flows)
-    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16, train_videos=[0, 1],
                   val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
     with pytest.raises(DataError, match=r"video_00000_flow.npz: flows made with farneback, but data.flow_method "
                                         r"asks for raft_large; .*precompute_flow.py --method raft_large"):
@@ -767,7 +767,7 @@ def test_flow_method_auto_resolves_the_same_in_both_tools(tmp_path, monkeypatch,
     _write_clevrer(tmp_path, videos=4, frames=8, size=16)
     assert precompute([str(tmp_path)]) == 0
     assert "OpenCV Farneback; asked: auto (farneback: no RAFT weights" in capsys.readouterr().err
-    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16, train_videos=[0, 1],
                   val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
     _, _, extras = DATASETS.build("clevrer", **common)[0]  # the default: auto
     assert extras["flow_backward"].shape == (4, 2, 16, 16)

@@ -18,7 +18,7 @@ METRICS = ["mse", "mae", "rmse", "psnr", "ssim", "sharpness"]
 TINY_RUN = [
     "model.backbone.nf=4", "model.backbone.g_dim=16", "model.backbone.y_dim=6", "model.backbone.z_dim=4",
     "model.backbone.hidden=16", "model.backbone.lstm_hidden=16", "model.backbone.content_dim=8",
-    "data.size=16", "data.in_frames=3", "data.out_frames=4", "data.seq_len=7", "data.sprite_size=[4.0, 8.0]", "data.num_train=4", "data.num_val=2",
+    "data.image_size=16", "data.in_frames=3", "data.out_frames=4", "data.seq_len=7", "data.sprite_size=[4.0, 8.0]", "data.num_train=4", "data.num_val=2",
     "data.num_test=4", "data.batch_size=2", "train.max_steps=1", "train.tensorboard=false",
     f"eval.metrics=[{', '.join(METRICS)}]",
 ]
@@ -317,7 +317,7 @@ def test_deterministic_backbones_refuse_several_samples(tmp_path, capsys):
 
     cfg = config_from_dict({
         "model": {"backbone": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}},
-        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_test": 2, "size": 16},
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_test": 2, "image_size": 16},
         "eval": {"metrics": ["mse"]},
     })
     path = tmp_path / "simvp.pt"

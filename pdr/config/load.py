@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import ConfigError
+from .data_options import same_data_key
 from .schema import SCHEMA, Config
 from .validate import validate_config
 
@@ -49,6 +50,9 @@ def _merge(base: dict, override: dict, origins: dict, source: str, prefix: str =
     out = dict(base)
     for key, value in override.items():
         path = f"{prefix}{key}"
+        if prefix == "data.":  # a data key and its old names are one key: the later one replaces the earlier
+            for alias in same_data_key(key) - set(override):
+                out.pop(alias, None)
         old = out.get(key)
         if isinstance(value, dict) and value.get("_delete_"):
             value = {k: v for k, v in value.items() if k != "_delete_"}
@@ -123,7 +127,8 @@ def apply_override(data: dict, key: str, value, origins: dict) -> None:
         node = child
     prefix = key[: -len(parts[-1])]
     merged = _merge(node, {parts[-1]: value}, origins, "--set", prefix)  # same rules as a file's override
-    node[parts[-1]] = merged[parts[-1]]
+    node.clear()  # the merge may also drop a key's old name (data.size for data.image_size)
+    node.update(merged)
     origins[key] = "--set"
 
 

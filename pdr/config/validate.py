@@ -7,6 +7,7 @@ from typing import Iterable
 
 from ..errors import ConfigError
 from ..registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
+from .data_options import check_split_counts, rename_deprecated_data_keys
 from .schema import COMPONENT, LOGGERS, NONE, REQUIRED, SCHEMA, Config, Field
 
 # Arguments that build_model / the data module pass themselves; a config must not set them.
@@ -192,12 +193,14 @@ def validate_config(cfg: Config) -> Config:
         DATASETS.get(data["name"])
     except RegistryError as exc:
         raise ConfigError(f"{resolved.origin('data.name')}: data.name: {exc}") from None
+    rename_deprecated_data_keys(resolved)
     extra = {k: v for k, v in data.items() if k not in SCHEMA["data"]}
     for key in _DATA_OWN_KEYS:
         if key in extra:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
     try:
-        data.update(DATASETS.check_kwargs(data["name"], extra, "data", provided=_DATA_OWN_KEYS))
+        data.update(DATASETS.check_kwargs(data["name"], check_split_counts(resolved, extra), "data",
+                                          provided=_DATA_OWN_KEYS))
     except ConfigError as exc:
         raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
     for key in ("in_frames", "out_frames", "batch_size"):

@@ -101,8 +101,8 @@ class MovingMNIST(VideoDataset):
         image_size: frame height and width (64).
         seq_len: frames per generated sequence (20).
         step_length: displacement per frame in units of the free canvas (0.1).
-        num_train, num_val, num_test: sequences per split (the test count is ignored when
-            ``mnist_test_seq.npy`` is used: it has 10,000).
+        num_train, num_val, num_test: sequences per split (with ``mnist_test_seq.npy``, the test split is its
+            first ``num_test`` sequences of 10,000).
         val_digits, test_digits: digit images held out for val and (with one idx file) for test.
         test_file: name of the standard test file in ``root``; ``null`` always generates the test set.
         seed: dataset seed.
@@ -151,7 +151,7 @@ class MovingMNIST(VideoDataset):
         if split == "test" and test_file and not self.stochastic and (self.root / test_file).is_file():
             self._test_seq = self._open_test_file(self.root / test_file)
             self.check_frame_count(self._test_seq.shape[0], str(self.root / test_file), "the file's first axis")
-            self.length = self._test_seq.shape[1]
+            self.length = min(self._test_seq.shape[1], num_test)
             return
         self.check_frame_count(self.seq_len, "moving_mnist", "data.seq_len")
         self.digits = self._split_digits(split, int(val_digits), int(test_digits))

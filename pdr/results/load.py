@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..config import config_from_dict, load_config
+from ..data.statistics import with_stored_statistics
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import PDRModel
 
@@ -108,6 +109,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | to
         raise CheckpointError(f"{ckpt_path}: weights do not fit the model of its config: {str(exc).splitlines()[0]}") from exc
     model.config = cfg
     model.data_mean, model.data_std = _data_stats(state, cfg)
+    with_stored_statistics(cfg["data"], model.data_mean, model.data_std)  # normalise: standard, as trained
     model.data_uint8_scale = _uint8_scale(cfg)
     model.checkpoint_path = Path(ckpt_path)
     model.resolved_in_training = state.get("resolved") or {}  # networks and methods the run picked when it began
