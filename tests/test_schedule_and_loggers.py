@@ -207,5 +207,5 @@ def test_adapter_learning_rate_scale(repo, schedule):
         scheduler.step()
     peak = max(g.get("max_lr", g.get("initial_lr")) for g in optimizer.param_groups)
     assert peak == pytest.approx(2e-2)
-    with pytest.raises(ConfigError, match="optim.adapter_lr_scale must be > 0"):
+    with pytest.raises(ConfigError, match="optim.adapter_lr_scale: must be > 0"):
         load_config(repo / "configs/advected_fields/simvp_predgs.yaml", [*TINY, "optim.adapter_lr_scale=0"])

@@ -58,7 +58,7 @@ SCHEMA: dict[str, Any] = {
         "adapter_lr_scale": _f(float, 1.0, help="the adapter's learning rate is lr times this"),
         "weight_decay": _f(float, 1e-2),
         "betas": _f(list, [0.9, 0.999]),
-        "momentum": _f(float, 0.9),
+        "momentum": _f((float, NONE), None, help="sgd only (null: 0.9); adam and adamw take theirs from betas[0]"),
         "grad_clip": _f((float, NONE), None),
     },
     "schedule": {

@@ -120,7 +120,9 @@ def _schema_default(key: str):
 
 def config_differences(saved: dict, current: dict, ignore=RESUMABLE_CHANGES) -> list[str]:
     """Dotted keys whose values differ between two configs, as 'key: saved -> current' lines."""
-    a, b = _flatten(saved), _flatten(current)
+    from ..config.load import upgrade_stored
+
+    a, b = _flatten(upgrade_stored(saved)), _flatten(upgrade_stored(current))
     lines = []
     for key in sorted(set(a) | set(b)):
         if any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore):

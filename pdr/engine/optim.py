@@ -31,7 +31,8 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
         return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
     if o["name"] == "adam":
         return torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
-    return torch.optim.SGD(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=o["momentum"])
+    momentum = 0.9 if o["momentum"] is None else o["momentum"]
+    return torch.optim.SGD(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=momentum)
 
 
 def schedule_factor(cfg: Config, total_steps: int):
