@@ -149,16 +149,24 @@ def metric_curves_figure(curves: dict, title: str = ""):
     return _layout(fig, title)
 
 
-def save_training_curves(path: str | Path, history: list[dict],
+def save_training_curves(path: str | Path, rows: list[dict],
                          keys: Sequence[str] = ("train/loss", "val/loss", "val/mse", "val/psnr", "val/ssim")) -> Path:
-    """One panel per logged value against the epoch; ``history`` holds the rows of metrics.csv."""
+    """One panel per logged value against the optimiser step; ``rows`` are those of metrics.csv (a row without a
+    value for a key, or an empty one, adds no point to its panel). Panels without any point are left out."""
     plt = _pyplot()
-    epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o")
+    series = {}
+    for key in keys:
+        points = [(int(row["step"]), float(row[key])) for row in rows if row.get(key) not in (None, "")]
+        if points:
+            series[key] = sorted(points)
+    series = series or {keys[0]: []}
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8), squeeze=False)
+    for ax, (key, points) in zip(axes[0], series.items()):
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3)
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     return _finish(fig, path, "", dpi=100)
 
