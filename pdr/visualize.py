@@ -85,7 +85,8 @@ def prediction_grid_figure(
     inputs (S, T_in, C, H, W), truth (S, T_out, C, H, W), values in display range [0, 1]; ``pred`` is one
     (S, T_out, C, H, W) array (row label "prediction") or ``{row label: array}`` to show several models'
     predictions of the same sequences in adjacent rows. Data with neither 1 nor 3 channels shows channel 0
-    with a colour map.
+    with a colour map. The first block's input and truth rows carry each frame's index in the whole sequence
+    (inputs t=1..T_in, truth and predictions t=T_in+1...).
     """
     plt = _pyplot()
     preds = pred if isinstance(pred, dict) else {"prediction": pred}
@@ -109,8 +110,8 @@ def prediction_grid_figure(
                     ax.axis("off")
                 if c == 0:  # horizontal: a rotated label longer than the row is cut by its neighbours
                     ax.set_ylabel(_wrap_label(label), fontsize=7, rotation=0, ha="right", va="center")
-                if k == 0 and r == 0:
-                    ax.set_title(f"t={c + 1}", fontsize=7)
+                if k == 0 and r < 2 and c < frames.shape[0]:  # inputs are t=1..T_in, the future t=T_in+1...
+                    ax.set_title(f"t={c + 1 + (t_in if r == 1 else 0)}", fontsize=7)
     return _layout(fig, title)
 
 
