@@ -165,7 +165,7 @@ def test_eval_of_a_read_only_run_prints_the_table_then_what_it_could_not_write(b
     assert rc == 1
     assert out.splitlines()[0] == "| run | MSE | MAE |" and out.splitlines()[2].startswith("| ro | ")  # the table
     line = error_line(err)
-    assert "the table above is complete, but 1 output(s) could not be written" in line
+    assert "the table above is complete, but 1 file(s) or folder(s) could not be written" in line
     assert f"{work / 'eval'}:" in err.split(line)[1]  # then the folder and the reason
 
 

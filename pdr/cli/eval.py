@@ -96,8 +96,8 @@ def main(argv=None) -> int:
 
         _write(unwritten, report)
     if unwritten:
-        print(f"error: the table above is complete, but {len(unwritten)} output(s) could not be written (a read-only "
-              "folder? --no-images skips the pictures):\n  " + "\n  ".join(unwritten), file=sys.stderr)
+        print(f"error: the table above is complete, but {len(unwritten)} file(s) or folder(s) could not be written (a "
+              "read-only folder? --no-images skips the pictures):\n  " + "\n  ".join(unwritten), file=sys.stderr)
         return 1
     return 0
 

@@ -111,8 +111,9 @@ class MixedPrecision:
     def __init__(self, precision: str, device: torch.device):
         self.precision, self.device_type = precision, device.type
         if precision == "fp16" and device.type == "cpu":
-            log.warning("train.precision fp16 on the CPU: float16 is emulated there and a step is usually many times "
-                        "slower than in fp32 (the gradient scaler works all the same); on a CPU use fp32 or bf16")
+            log.warning("train.precision fp16 on the CPU: most CPUs have no fast float16 arithmetic, so a step is "
+                        "usually many times slower than in fp32 (the gradient scaler works all the same); on a CPU use "
+                        "fp32 or bf16")
         self.dtype = self.DTYPES.get(precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
