@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-vis", type=integer(0), help="sequences drawn in each run's prediction grid")
     p.add_argument("--max-batches", type=integer(1), help="evaluate only this many batches (quick looks)")
     p.add_argument("--batch-size", type=integer(1))
-    p.add_argument("--samples", type=integer(1), metavar="K",
+    p.add_argument("--samples", type=int, metavar="K",  # 0 and below: evaluate_run says what is expected
                    help="futures drawn per test sequence for stochastic models: reports best of K and mean of K "
                         "(default: eval.num_samples of each run's config, else 1; deterministic models need 1)")
     p.add_argument("--no-images", action="store_true", help="do not write the PNG grid and curves")
