@@ -87,7 +87,9 @@ def prediction_grid_figure(
     inputs (S, T_in, C, H, W), truth (S, T_out, C, H, W), values in display range [0, 1]; ``pred`` is one
     (S, T_out, C, H, W) array (row label "prediction") or ``{row label: array}`` to show several models'
     predictions of the same sequences in adjacent rows. Data with neither 1 nor 3 channels shows channel 0
-    with a colour map. ``row_labels``: the labels of the first two rows of a block.
+    with a colour map. ``row_labels``: the labels of the first two rows of a block. The first block's input and
+    truth rows carry each frame's index in the whole sequence (inputs t=1..T_in, truth and predictions
+    t=T_in+1...).
     """
     plt = _pyplot()
     preds = pred if isinstance(pred, dict) else {"prediction": pred}
@@ -111,8 +113,8 @@ def prediction_grid_figure(
                     ax.axis("off")
                 if c == 0:  # horizontal: a rotated label longer than the row is cut by its neighbours
                     ax.set_ylabel(_wrap_label(label), fontsize=7, rotation=0, ha="right", va="center")
-                if k == 0 and r == 0:
-                    ax.set_title(f"t={c + 1}", fontsize=7)
+                if k == 0 and r < 2 and c < frames.shape[0]:  # inputs are t=1..T_in, the future t=T_in+1...
+                    ax.set_title(f"t={c + 1 + (t_in if r == 1 else 0)}", fontsize=7)
     return _layout(fig, title)
 
 
@@ -151,16 +153,24 @@ def metric_curves_figure(curves: dict, title: str = ""):
     return _layout(fig, title)
 
 
-def save_training_curves(path: str | Path, history: list[dict],
+def save_training_curves(path: str | Path, rows: list[dict],
                          keys: Sequence[str] = ("train/loss", "val/loss", "val/mse", "val/psnr", "val/ssim")) -> Path:
-    """One panel per logged value against the epoch; ``history`` holds the rows of metrics.csv."""
+    """One panel per logged value against the optimiser step; ``rows`` are those of metrics.csv (a row without a
+    value for a key, or an empty one, adds no point to its panel). Panels without any point are left out."""
     plt = _pyplot()
-    epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o")
+    series = {}
+    for key in keys:
+        points = [(int(row["step"]), float(row[key])) for row in rows if row.get(key) not in (None, "")]
+        if points:
+            series[key] = sorted(points)
+    series = series or {keys[0]: []}
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8), squeeze=False)
+    for ax, (key, points) in zip(axes[0], series.items()):
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3)
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     return _finish(fig, path, "", dpi=100)
 

@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Sequence
 
 from ..config import Config, component_kwargs, dataset_kwargs
+from ..config.validate import component_error
 from ..errors import ConfigError
 from ..registry import ADAPTERS, BACKBONES, DATASETS
 from .padding import FramePadding, plan_padding, size_multiple_of
@@ -132,9 +133,9 @@ def build_model(cfg: Config) -> PDRModel:
     try:
         net = _build_backbone(backbone, padded, out_frames)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{cfg.origin('model.backbone')}: model.backbone ({backbone['name']}): {exc}") from exc
+        raise component_error(cfg, "model.backbone", str(exc)) from exc
     try:
         wrap = _build_adapter(adapter, padded, net)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{cfg.origin('model.adapter')}: model.adapter ({adapter['name']}): {exc}") from exc
+        raise component_error(cfg, "model.adapter", str(exc)) from exc
     return _assemble(backbone, adapter, net, wrap, in_shape, out_frames, padding)

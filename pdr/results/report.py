@@ -37,6 +37,21 @@ def same_sequences(results) -> bool:
                and np.allclose(s[0], shown[0][0]) and np.allclose(s[1], shown[0][1]) for s in shown[1:])
 
 
+def _run_line(folder: Path, slug: str, run) -> str:
+    """The checkpoint a run's row shows (and its step) and a link to the run's training curves, copied into
+    ``folder/slug`` when the run folder has a curves.png."""
+    line = f"<b>{html.escape(run.name)}</b>: checkpoint {html.escape(str(run.checkpoint))}"
+    if getattr(run, "checkpoint_step", None) is not None:
+        line += f" (step {run.checkpoint_step})"
+    checkpoint = Path(run.checkpoint)
+    curves = checkpoint.parent.parent / "curves.png" if checkpoint.parent.name == "checkpoints" else None
+    if curves is not None and curves.is_file():
+        (folder / slug).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curves, folder / slug / "curves.png")
+        line += f' &middot; <a href="{slug}/curves.png">training curves</a>'
+    return line
+
+
 def _table_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -73,7 +88,8 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
 
     ``results``: the RunResults of the runs, in table order; ``header`` and ``rows``: the metrics table as
     text cells; ``notes``: lines shown under the table; ``curves``: ``{metric: {label: per-frame values}}``
-    (default: ``table.comparison_curves(results)``). The page has the table, one figure of per-frame metrics
+    (default: ``table.comparison_curves(results)``). The page has the table, the checkpoint of each run (its
+    file and step) with a link to its training curves (curves.png), one figure of per-frame metrics
     with every run, a grid of GIFs with one row per shown test sequence and one column per run, each run's
     prediction grid (when evaluation wrote one) and, for SRVP runs, the content/dynamics swap figure.
     """
@@ -84,6 +100,9 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
     parts += [f'<p class="note">Note: {html.escape(n)}</p>' for n in notes]
 
     slugs = [f"{i + 1}_{_slug(r.name)}" for i, r in enumerate(results)]
+    runs = [_run_line(folder, slug, r) for slug, r in zip(slugs, results) if getattr(r, "checkpoint", None)]
+    if runs:
+        parts += ["<h2>Runs</h2>", "<ul>" + "".join(f"<li>{line}</li>" for line in runs) + "</ul>"]
     if curves is None:
         curves = comparison_curves(results)
     if curves:
