@@ -230,10 +230,11 @@ def test_a_value_given_with_set_is_blamed_on_set(tmp_path):
     rc, out, err = train(tmp_path / "w", "model.adapter.num_gaussians=-1", config=PREDGS)
     assert rc == 2 and error_line(err) == "error: --set: model.adapter (predgs): num_gaussians must be >= 1, got -1"
     rc, out, err = cli(train_main, "--config", REPO / "configs" / "bouncing_sprites" / "simvp.yaml", "--set", "data.num_train=4",
-                       "data.num_val=4", "data.size=30", "--work-dir", tmp_path / "w")
+                       "data.num_val=4", "data.image_size=30", "model.pad=none", "--work-dir", tmp_path / "w")
     line = error_line(err)
-    assert rc == 2 and line.endswith("model.backbone (simvp): SimVP with N_S=4 needs H and W divisible by 4, got 30x30 "
-                                     "(the data's frames come from --set data.size=30)")
+    assert rc == 2 and line == ("error: --set: model.pad: none: simvp needs H and W multiples of 4, the frames are 30x30; "
+                                "set pad: auto to pad them and crop the predictions back "
+                                "(the data's frames come from --set data.image_size=30)")
     assert not (tmp_path / "w").exists()  # 11: a failed start writes nothing
 
 

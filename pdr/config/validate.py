@@ -37,6 +37,12 @@ def component_error(cfg: Config, where: str, message: str) -> ConfigError:
     named = [k for k in section if k != "name" and re.search(rf"\b{re.escape(str(k))}\b", message)]
     named.sort(key=lambda k: cfg.origin(f"{where}.{k}") != "--set")  # a value given on the command line first
     key = f"{where}.{named[0]}" if named else where
+    return ConfigError(f"{cfg.origin(key)}: {where} ({section.get('name')}): {message}{frames_set_note(cfg, key)}")
+
+
+def frames_set_note(cfg: Config, key: str) -> str:
+    """`` (the data's frames come from --set data.size=30)`` when ``--set`` values other than ``key`` shaped the
+    data's frames, else an empty string."""
     frame_keys = ["data.in_frames", "data.out_frames"]
     try:
         params = signature(DATASETS.get(cfg["data"]["name"]).frame_shape).parameters
@@ -44,8 +50,7 @@ def component_error(cfg: Config, where: str, message: str) -> ConfigError:
     except RegistryError:
         pass
     given = [f"{k}={cfg.get_path(k)}" for k in frame_keys if cfg.origins.get(k) == "--set" and k != key]
-    suffix = f" (the data's frames come from --set {' '.join(given)})" if given else ""
-    return ConfigError(f"{cfg.origin(key)}: {where} ({section.get('name')}): {message}{suffix}")
+    return f" (the data's frames come from --set {' '.join(given)})" if given else ""
 
 
 def _type_name(types: tuple) -> str:

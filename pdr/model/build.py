@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING, Sequence
 
 from ..config import Config, component_kwargs, dataset_kwargs
-from ..config.validate import component_error
+from ..config.validate import component_error, frames_set_note
 from ..errors import ConfigError
 from ..registry import ADAPTERS, BACKBONES, DATASETS
 from .padding import FramePadding, plan_padding, size_multiple_of
@@ -128,7 +128,7 @@ def build_model(cfg: Config) -> PDRModel:
     try:
         padding = plan_model_padding(backbone, adapter, in_shape, pad, cfg["model"].get("pad_mode", "replicate"))
     except ValueError as exc:
-        raise ConfigError(f"{cfg.origin('model.pad')}: model.pad: {pad}: {exc}") from exc
+        raise ConfigError(f"{cfg.origin('model.pad')}: model.pad: {pad}: {exc}{frames_set_note(cfg, 'model.pad')}") from exc
     padded = _padded_shape(in_shape, padding)
     try:
         net = _build_backbone(backbone, padded, out_frames)
