@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pdr-installed
 DEMO := runs/demo
 
-.PHONY: venv demo test build-cuda clean
+.PHONY: venv demo test build-cuda gpu-check clean
 
 $(STAMP): pyproject.toml $(wildcard setup.py)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# On a machine with a GPU: tests, benchmarks and a short comparison in one time-boxed command (tools/gpu_check.py).
+# GPU_PYTHON=python3 uses an existing environment with a CUDA build of torch instead of .venv.
+GPU_PYTHON ?= $(BIN)/python
+OUT ?= runs/gpu_check/out
+gpu-check: $(if $(filter $(BIN)/python,$(GPU_PYTHON)),venv)
+	$(GPU_PYTHON) tools/gpu_check.py --out $(OUT) $(GPU_CHECK_ARGS)
 
 build-cuda: venv
 	$(BIN)/python -m pdr.render.build

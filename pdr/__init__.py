@@ -1,10 +1,9 @@
 """PDR: Predictive Differentiable Rendering for video and spatio-temporal prediction."""
 from .config import Config, load_config
 from .errors import ConfigError, DataError, PDRError
-from .model import PDRModel, build_model, create_model
-from .pretrained import load_backbone_weights
+from .model import PDRModel, build_model, create_model, load_backbone_weights
 from .registry import ADAPTERS, BACKBONES, DATASETS, LOSSES
-from .runs import load_run
+from .results.load import load_run
 
 __version__ = "0.1.0"
 

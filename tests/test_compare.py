@@ -70,7 +70,7 @@ def test_interrupted_comparison_resumes_without_retraining_finished_arms(repo, t
 
     def stop_b_after_one_step(self):  # as if SIGINT arrived while arm b trained
         if self.work_dir.name == "b" and self.global_step >= 1:
-            self._stop_signal = 2
+            self.signals.received = 2
         return original(self)
 
     monkeypatch.setattr(Trainer, "_should_stop", stop_b_after_one_step)

@@ -1,4 +1,4 @@
-"""tools/compare.py's fine-tune protocol (pdr.compare_base, pdr.compare_finetune): one base trained once and
+"""tools/compare.py's fine-tune protocol (pdr.compare.base, pdr.compare.finetune): one base trained once and
 reused, every arm starting from it, the base row and curve, resume, a given OpenSTL checkpoint as the base, the
 plateau check."""
 import hashlib
@@ -11,8 +11,8 @@ import torch
 import pdr
 from pdr.cli.compare import main as compare_main
 from pdr.compare import Arm
-from pdr.compare_base import BaseSpec, Plateau, plateau
-from pdr.compare_finetune import compare_finetune, finetune_arms
+from pdr.compare.base import BaseSpec, Plateau, plateau
+from pdr.compare.finetune import compare_finetune, finetune_arms
 from pdr.config import load_config
 from pdr.data.synthetic import AdvectedFields
 from pdr.engine.checkpoint import load_checkpoint

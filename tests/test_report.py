@@ -8,6 +8,8 @@ import pytest
 
 from pdr.cli.eval import main as eval_main
 from pdr.cli.train import main as train_main
+from pdr.results.evaluation import RunResult
+from pdr.results.table import comparison_curves
 from pdr.visualize import _pyplot, metric_curves_figure, prediction_grid_figure, save_sequence_gif
 
 TINY = [
@@ -51,7 +53,7 @@ def test_grid_title_lies_above_the_first_row_however_tall_the_grid(sequences, ar
         title = fig._suptitle.get_window_extent(renderer)
         assert fig.bbox.y0 <= title.y0 and title.y1 <= fig.bbox.y1
         column_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.title.get_text()]
-        assert len(column_titles) == 10
+        assert len(column_titles) == 20  # t=1..10 over the inputs, t=11..20 over the truth
         assert title.y0 > max(box.y1 for box in column_titles), "the title runs into the column titles"
     finally:
         _pyplot().close(fig)
@@ -94,6 +96,17 @@ def test_a_run_keeps_its_colour_in_every_panel_and_the_legend_names_every_run():
                 assert (line.get_color(), line.get_linestyle()) == drawn[label], (metric, label)
     finally:
         _pyplot().close(fig)
+
+
+def test_curves_have_a_row_per_table_row_best_and_mean_of_k_for_a_sampled_run():
+    """The curves of eval, compare and the report: metrics in the table's order, one curve per table row."""
+    plain = RunResult("simvp", {"mse": 1.0, "psnr": 20.0}, per_frame={"psnr": [21.0, 19.0], "mse": [0.5, 1.5]})
+    sampled = RunResult("srvp", {"mse": 2.0}, per_frame={"mse": [1.0, 3.0]}, num_samples=4,
+                        best_per_frame={"mse": [0.5, 1.0]})
+    curves = comparison_curves([plain, sampled])
+    assert list(curves) == ["mse", "psnr"]  # the metric registry's (and the table's) order
+    assert curves["mse"] == {"simvp": [0.5, 1.5], "srvp (best of 4)": [0.5, 1.0], "srvp (mean of 4)": [1.0, 3.0]}
+    assert curves["psnr"] == {"simvp": [21.0, 19.0]}
 
 
 def test_gif_shows_observed_frames_then_truth_beside_prediction(tmp_path):

@@ -8,7 +8,7 @@ import yaml
 
 from pdr.cli import train as train_cli
 from pdr.errors import ConfigError
-from pdr.evaluation import evaluate_run
+from pdr.results.evaluation import evaluate_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ def test_fit_writes_a_run_folder(tmp_path, repo, tiny_overrides):
     for name in ("config.yaml", "log.txt", "metrics.csv", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (tmp_path / "run" / name).is_file(), name
     assert result["val/mse"] > 0
-    assert "validation epoch 2" in (tmp_path / "run" / "log.txt").read_text()
+    assert "validation at step 4 (epoch 2)" in (tmp_path / "run" / "log.txt").read_text()
     with pytest.raises(PDRError, match="already holds a run; pass --resume"):
         Trainer(tiny_cfg(repo, tiny_overrides), tmp_path / "run")
 
@@ -39,7 +39,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, repo, tiny_overri
     def stop_after_three(pred, target):
         calls["n"] += interrupted.model.training
         if calls["n"] == 3:  # mid-epoch (2 steps per epoch): as if SIGTERM arrived now
-            interrupted._on_signal(signal.SIGTERM, None)
+            interrupted.signals.note(signal.SIGTERM)
         return loss_fn(pred, target)
 
     interrupted.loss_fn = stop_after_three

@@ -2,6 +2,7 @@
 """Time and peak memory of rasterize_gaussians: torch vs compiled backend (cpu or cuda).
 
     python tools/bench_render.py [--cases A B C] [--device cuda|cpu] [--repeats N] [--cpu-frames F ...]
+                                 [--json results.json]
 
 Cases: A 256x256, N=400, K=51, C=3, 64 frames (Human3.6M-like); B 128x128, N=400, K=51, C=1,
 64 frames (KTH-like); C 32x32, N=300, K=15, C=2, 1024 frames (TaxiBJ-like); float32 inputs.
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -147,6 +149,31 @@ def floors(case: Case, frames: int, bandwidth: float, exp_rate: float) -> tuple[
     return forward, forward + max(bwd_bytes / bandwidth, evals / exp_rate)
 
 
+# case A on a GPU (paper-size Human3.6M frames): frames per second, and the compiled backend over torch
+GOALS = {"A": {"forward_frames_per_s": 300_000, "forward_backward_frames_per_s": 100_000, "speedup_over_torch": 20}}
+
+
+def goal_lines(rows: list[dict], compiled: str) -> list[str]:
+    """One line per goal of ``GOALS``: the measured value, the goal, met or not."""
+    lines = []
+    for key, goals in GOALS.items():
+        mine = {r["backend"]: r for r in rows if r["case"] == key}
+        if compiled not in mine:
+            continue
+        row = mine[compiled]
+        for field in ("forward_frames_per_s", "forward_backward_frames_per_s"):
+            met = "met" if row[field] >= goals[field] else "NOT met"
+            lines.append(f"goal case {key} {compiled} {field.replace('_', ' ')}: {row[field]:,.0f} (goal >= "
+                         f"{goals[field]:,}): {met}")
+        if "torch" in mine:
+            for mode in ("forward_s", "forward_backward_s"):
+                speedup = mine["torch"][mode] / row[mode]
+                met = "met" if speedup >= goals["speedup_over_torch"] else "NOT met"
+                lines.append(f"goal case {key} {compiled} over torch, {mode[:-2].replace('_', '+')}: {speedup:.1f}x "
+                             f"(goal >= {goals['speedup_over_torch']}x): {met}")
+    return lines
+
+
 def measure_bandwidth(device) -> float:
     x = torch.empty(256 * 1024 * 1024 // 4, device=device)
     y = torch.empty_like(x)
@@ -165,6 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-frames", type=int, nargs="+", default=[4, 16],
                    help="frames per call on the CPU (the full cases take minutes with the torch backend)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    p.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     p.add_argument("--worker", nargs=4, metavar=("CASE", "FRAMES", "BACKEND", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -182,12 +210,15 @@ def main(argv=None) -> int:
     backends = args.backends or ["torch", args.device]
 
     bandwidth = exp_rate = None
+    report = {"device": torch.cuda.get_device_name(device) if on_gpu else "cpu", "threads": args.threads,
+              "repeats": repeats, "warmup": warmup, "goals": GOALS, "rows": []}
     if on_gpu:
         from pdr.render import _cuda
 
-        ext = _cuda.load_extension()
+        ext = _cuda.load_module()
         bandwidth = measure_bandwidth(device)
         exp_rate = ext.exp_throughput(4 * torch.cuda.get_device_properties(device).multi_processor_count * 8, 4096)
+        report.update(bandwidth_bytes_per_s=bandwidth, evaluations_per_s=exp_rate)
         print(f"device: {torch.cuda.get_device_name(device)}; copy bandwidth {bandwidth / 1e9:.0f} GB/s; "
               f"Gaussian-pixel evaluations {exp_rate / 1e9:.0f} G/s; peak memory: torch.cuda.max_memory_allocated")
     else:
@@ -207,6 +238,11 @@ def main(argv=None) -> int:
             floor = floors(case, frames, bandwidth, exp_rate) if bandwidth else None
             label = f"{case.name} N={case.n} K={case.k} C={case.channels}"
             for backend, ((fwd, fwd_peak), (both, both_peak)) in results.items():
+                report["rows"].append({
+                    "case": key, "frames": frames, "backend": backend, "forward_s": fwd, "forward_peak_bytes": fwd_peak,
+                    "forward_backward_s": both, "forward_backward_peak_bytes": both_peak,
+                    "forward_frames_per_s": frames / fwd, "forward_backward_frames_per_s": frames / both,
+                    "floor_s": list(floor) if floor else None})
                 floor_cells = ("n/a", "n/a")
                 if floor:
                     floor_cells = (f"{floor[0] * 1e3:.3f} / {floor[1] * 1e3:.3f}",
@@ -223,6 +259,13 @@ def main(argv=None) -> int:
         note = bench_gsplat(case, case.frames, device, repeats, warmup)
         if note:
             print(f"| {case.name} | | gsplat | {note} | | | | | | | |")
+    if on_gpu:
+        print()
+        for line in goal_lines(report["rows"], args.device):
+            print(line)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -7,10 +7,10 @@ Arms: ``--arms paper`` (backbone + MSE, + L1/SSIM, + PredGS + L1/SSIM, + PredGS 
 the base config's adapter, else a default for its frame size, changed by ``--adapter KEY=VALUE ...``),
 ``--arms FILE.yaml`` (``{arm name: [KEY=VALUE, ...]}``) and/or ``--arm NAME KEY=VALUE ...`` (repeatable).
 ``--set`` applies to every arm. Each arm is a run folder <work-dir>/<arm>; rerunning the same command
-skips finished arms and resumes an interrupted one. Writes <work-dir>/comparison.{md,csv,json},
+skips finished arms and resumes an interrupted one (``--overwrite`` trains every arm again). Writes <work-dir>/comparison.{md,csv,json},
 comparison_per_frame.png and comparison_predictions.png.
 
-The fine-tune protocol (``pdr.compare_finetune``): with ``--base-steps N`` (a base trained once, the backbone with
+The fine-tune protocol (``pdr.compare.finetune``): with ``--base-steps N`` (a base trained once, the backbone with
 MSE, kept in --bases and reused) or ``--base-from PATH`` (a trained run or an OpenSTL checkpoint), every arm starts
 from that base for the budget of --set train.max_steps, with a fresh optimiser and the fine-tuning schedule;
 ``--arms finetune`` is its built-in arm set (MSE continued, the loss alone, the no-Gaussian control and PredGS,
@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
                       metavar="KEY=VALUE", help="override a config value of the base alone, e.g. --base-set loss=l1")
     base.add_argument("--bases", metavar="DIR", help="folder of trained bases (default: bases beside --work-dir)")
     base.add_argument("--base-only", action="store_true", help="train (or resume) the base and stop")
+    p.add_argument("--offline", action="store_true",
+                   help="download nothing (as PDR_OFFLINE=1): LPIPS is n/a when its AlexNet weights are not cached")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train every arm again from the start, deleting its run folder (default: keep finished arms "
+                        "and resume interrupted ones)")
     return p
 
 
@@ -86,12 +91,12 @@ def uses_base(args) -> bool:
 def run(args):
     """The comparison the arguments ask for: plain, or the fine-tune protocol; None after --base-only."""
     from ..compare import compare
-    from ..compare_base import BaseSpec
-    from ..compare_finetune import compare_finetune
+    from ..compare.base import BaseSpec
+    from ..compare.finetune import compare_finetune
     from ..errors import ConfigError
 
     options = {"select": args.select, "monitor": args.monitor, "device": args.device, "num_vis": args.num_vis,
-               "show_progress": not args.no_progress}
+               "show_progress": not args.no_progress, "overwrite": args.overwrite}
     if not uses_base(args):
         if args.base_overrides or args.bases or args.base_only:
             raise ConfigError("--base-set, --bases and --base-only belong to the fine-tune protocol: give --base-steps "
@@ -106,11 +111,11 @@ def run(args):
 @friendly_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    setup_logging()
+    setup_logging(offline=args.offline)
     try:
         result = run(args)
     except KeyboardInterrupt:
-        print("rerun the same command to resume: finished arms and bases are kept", file=sys.stderr)
+        print("rerun the same command (without --overwrite) to resume: finished arms and bases are kept", file=sys.stderr)
         raise
     if result is None:
         return 0

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     import torch
     from ..data.videos import find_videos
     from ..errors import PDRError
-    from ..inference import load_model, run_inference
+    from ..results.inference import load_model, run_inference
     from ..runtime import resolve_device
 
     if args.num_input_frames < 2 or args.num_pred_frames < 1 or args.ttt_steps < 0:

@@ -44,7 +44,7 @@ def render_share(run: str | Path, checkpoint: str = "best", max_batches: int | N
     from ..data import build_dataset
     from ..errors import PDRError
     from ..metrics import MetricAccumulator
-    from ..runs import load_run
+    from ..results.load import load_run
 
     model = load_run(run, checkpoint)
     cfg = model.config

@@ -93,7 +93,7 @@ class PhotoScenes(GeneratedVideos):
         in_frames, out_frames: frames observed and predicted.
         num_train, num_val, num_test: sequences per split.
         seq_len: frames per generated sequence (in_frames + out_frames must fit).
-        size: frame height and width.
+        image_size: frame height and width.
         num_objects: objects per sequence, as [min, max].
         object_size: object diameter range in pixels, [min, max].
         object_speed: object speed range in pixels per frame, [min, max].
@@ -101,6 +101,8 @@ class PhotoScenes(GeneratedVideos):
         zoom: source pixels per frame pixel, [min, max] (above 1 shows more of the photograph, smaller).
         seed: dataset seed.
     """
+
+    uint8_scale = 1 / 255  # RGB frames in [0, 1], as an 8-bit image / 255
 
     def __init__(
         self,
@@ -111,7 +113,7 @@ class PhotoScenes(GeneratedVideos):
         num_val: int = 200,
         num_test: int = 200,
         seq_len: int = 20,
-        size: int = 64,
+        image_size: int = 64,
         num_objects: list = (2, 3),
         object_size: list = (16.0, 28.0),
         object_speed: list = (1.0, 2.5),
@@ -120,7 +122,7 @@ class PhotoScenes(GeneratedVideos):
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "photo_scenes", num_train, num_val, num_test, seq_len,
-                         size=size)
+                         image_size=image_size)
         ranges = {"num_objects": num_objects, "object_size": object_size, "object_speed": object_speed,
                   "pan_speed": pan_speed, "zoom": zoom}
         for key, value in ranges.items():
@@ -128,21 +130,21 @@ class PhotoScenes(GeneratedVideos):
                 raise DataError(f"data.{key} must be [min, max] with 0 <= min <= max, got {list(value)!r}")
         if float(zoom[0]) <= 0:
             raise DataError(f"data.zoom must be positive, got {list(zoom)!r}")
-        self.size, self.seed = size, seed
+        self.size, self.seed = image_size, seed
         self.num_objects = tuple(int(v) for v in num_objects)
         self.object_size, self.object_speed, self.pan_speed, self.zoom = (
             tuple(float(v) for v in r) for r in (object_size, object_speed, pan_speed, zoom))
         # the pan must fit in the smallest photograph at the largest zoom
-        reach = (size + self.pan_speed[1] * seq_len) * self.zoom[1] + 2
+        reach = (image_size + self.pan_speed[1] * seq_len) * self.zoom[1] + 2
         if reach >= _SOURCE_SIDE:
-            raise DataError(f"photo_scenes: a {size}x{size} frame panning {self.pan_speed[1]} px per frame for "
+            raise DataError(f"photo_scenes: a {image_size}x{image_size} frame panning {self.pan_speed[1]} px per frame for "
                             f"{seq_len} frames at zoom {self.zoom[1]} needs {reach:.0f} source pixels, more than the "
-                            f"{_SOURCE_SIDE} the photographs have; lower data.size, data.pan_speed or data.zoom")
+                            f"{_SOURCE_SIDE} the photographs have; lower data.image_size, data.pan_speed or data.zoom")
         self._background = None
 
     @classmethod
-    def frame_shape(cls, size: int = 64, **_) -> tuple[int, int, int]:
-        return (3, size, size)
+    def frame_shape(cls, image_size: int = 64, **_) -> tuple[int, int, int]:
+        return (3, image_size, image_size)
 
     @property
     def background(self) -> np.ndarray:

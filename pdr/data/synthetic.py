@@ -39,7 +39,7 @@ class GeneratedVideos(VideoDataset):
     """A split of generated sequences, each made by ``sequence(index)`` from (seed, split, index): the split sizes
     and ``seq_len`` checked with their keys, the length, indexing and the (inputs, targets) pairs.
 
-    ``counts``: further integer settings (>= 0) to check with their keys, e.g. ``size``."""
+    ``counts``: further integer settings (>= 0) to check with their keys, e.g. ``image_size``."""
 
     def __init__(self, split: str, in_frames: int, out_frames: int, name: str, num_train: int, num_val: int,
                  num_test: int, seq_len: int, **counts):
@@ -120,12 +120,14 @@ class BouncingSprites(GeneratedVideos):
         in_frames, out_frames: frames observed and predicted.
         num_train, num_val, num_test: sequences per split.
         seq_len: frames per generated sequence (in_frames + out_frames must fit).
-        size: frame height and width.
+        image_size: frame height and width (formerly ``size``).
         num_sprites: sprites per sequence, as [min, max].
         sprite_size: sprite diameter range in pixels, [min, max].
         speed: speed range in pixels per frame, [min, max].
         seed: dataset seed.
     """
+
+    uint8_scale = 1 / 255  # RGB frames in [0, 1], as an 8-bit image / 255
 
     def __init__(
         self,
@@ -136,24 +138,24 @@ class BouncingSprites(GeneratedVideos):
         num_val: int = 200,
         num_test: int = 200,
         seq_len: int = 20,
-        size: int = 64,
+        image_size: int = 64,
         num_sprites: list = (2, 4),
         sprite_size: list = (12.0, 22.0),
         speed: list = (1.0, 3.0),
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "bouncing_sprites", num_train, num_val, num_test, seq_len,
-                         size=size)
-        self.size, self.seed = size, seed
+                         image_size=image_size)
+        self.size, self.seed = image_size, seed
         self.num_sprites = tuple(int(v) for v in num_sprites)
         self.sprite_size = tuple(float(v) for v in sprite_size)
         self.speed = tuple(float(v) for v in speed)
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+        ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
         self._grid = (xs, ys)
 
     @classmethod
-    def frame_shape(cls, size: int = 64, **_) -> tuple[int, int, int]:
-        return (3, size, size)
+    def frame_shape(cls, image_size: int = 64, **_) -> tuple[int, int, int]:
+        return (3, image_size, image_size)
 
     def sequence(self, index: int) -> np.ndarray:
         """The whole generated sequence (seq_len, 3, size, size), float32 in [0, 1]."""
@@ -204,7 +206,7 @@ class AdvectedFields(GeneratedVideos):
 
     Args:
         split, in_frames, out_frames, num_train, num_val, num_test, seq_len, seed: as for bouncing_sprites.
-        size: frame height and width.
+        image_size: frame height and width (formerly ``size``).
         blobs: blobs per channel in the initial field.
         max_speed: peak flow speed in pixels per frame.
     """
@@ -218,18 +220,18 @@ class AdvectedFields(GeneratedVideos):
         num_val: int = 400,
         num_test: int = 400,
         seq_len: int = 8,
-        size: int = 32,
+        image_size: int = 32,
         blobs: int = 12,
         max_speed: float = 1.5,
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "advected_fields", num_train, num_val, num_test, seq_len,
-                         size=size, blobs=blobs)
-        self.size, self.blobs, self.max_speed, self.seed = size, blobs, float(max_speed), seed
+                         image_size=image_size, blobs=blobs)
+        self.size, self.blobs, self.max_speed, self.seed = image_size, blobs, float(max_speed), seed
 
     @classmethod
-    def frame_shape(cls, size: int = 32, **_) -> tuple[int, int, int]:
-        return (2, size, size)
+    def frame_shape(cls, image_size: int = 32, **_) -> tuple[int, int, int]:
+        return (2, image_size, image_size)
 
     def _velocity(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """u, v (size, size) from a random periodic stream function: u = dpsi/dy, v = -dpsi/dx."""

@@ -1,4 +1,5 @@
-"""Experiment loggers of the training loop (``train.loggers``): TensorBoard and Weights & Biases.
+"""Experiment loggers of the training loop (``train.loggers``): TensorBoard and Weights & Biases (the names
+in ``pdr.config.schema.LOGGERS``, which the config check accepts).
 
 Each logger takes scalars ``{name: value}`` at a step and example frames (N, C, H, W) in [0, 1];
 the training loop calls them on the first process only.
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, _plain
+from ..config.schema import Config, _plain
 
 log = logging.getLogger("pdr")
-LOGGERS = ("tensorboard", "wandb")
 
 
 def logger_names(train: dict) -> list[str]:
