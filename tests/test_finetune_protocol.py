@@ -64,7 +64,7 @@ def test_a_base_is_trained_once_and_every_arm_starts_from_it(repo, tmp_path, mon
 
     def stop_the_base_at_step_one(self):  # as if SIGINT arrived while the base trained
         if self.work_dir.parent == bases and self.global_step >= 1:
-            self._stop_signal = 2
+            self.signals.received = 2
         return original(self)
 
     monkeypatch.setattr(Trainer, "_should_stop", stop_the_base_at_step_one)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from skimage.registration import phase_cross_correlation
 
-from pdr.compare_trivial import background_value
+from pdr.compare.trivial import background_value
 from pdr.data.synthetic import BouncingSprites
 from pdr.errors import DataError
 from pdr.registry import DATASETS

@@ -110,21 +110,6 @@ def arms_from_file(path: str | Path) -> list[Arm]:
     return arms
 
 
-def resolve_arms(spec: str, config: str | Path, overrides: Sequence[str] = (),
-                 adapter_overrides: Sequence[str] = ()) -> list[Arm]:
-    """The arms ``--arms`` names: a built-in set (``paper``; ``finetune``, ``pdr.compare.finetune``) for this base
-    config, or a YAML file of arms."""
-    if spec == "paper":
-        return paper_arms(load_config(config, overrides), adapter_overrides)
-    if spec == "finetune":
-        from .finetune import finetune_arms
-
-        return finetune_arms(load_config(config, overrides), adapter_overrides)
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        return arms_from_file(spec)
-    raise ConfigError(f"--arms {spec!r}: not a built-in arm set ({', '.join(BUILTIN_ARM_SETS)}) nor a YAML file")
-
-
 def _check_arms(arms: Sequence[Arm]) -> None:
     if not arms:
         raise ConfigError("no arms to compare: give --arms paper, --arms FILE.yaml or --arm NAME KEY=VALUE ...")

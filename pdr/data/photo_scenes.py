@@ -152,7 +152,7 @@ class PhotoScenes(GeneratedVideos):
         sequences (the same for every split)."""
         if self._background is None:
             train = PhotoScenes("train", self.in_frames, self.out_frames, num_train=_MEAN_SEQUENCES,
-                                seq_len=self.seq_len, size=self.size, num_objects=self.num_objects,
+                                seq_len=self.seq_len, image_size=self.size, num_objects=self.num_objects,
                                 object_size=self.object_size, object_speed=self.object_speed,
                                 pan_speed=self.pan_speed, zoom=self.zoom, seed=self.seed)
             self._background = np.mean([train.sequence(i).mean(axis=(0, 2, 3)) for i in range(_MEAN_SEQUENCES)], axis=0)
