@@ -111,14 +111,15 @@ void set_schedule(int64_t blocks, int64_t threads, int64_t seed, bool greedy_war
                                             greedy_warps});
 }
 
-// int64 (8,): launches, blocks, threads, barriers, warp_shuffles, warp_votes, atomics, expf (cuda_emu::Counters).
+// int64 (10,): launches, blocks, threads, barriers, warp_shuffles, warp_votes, atomics, expf, global_load_bytes,
+// global_store_bytes (cuda_emu::Counters).
 Tensor counters(Tensor like) {
   const cuda_emu::Counters c = cuda_emu::counters();
-  Tensor out = torch::stable::new_empty(like, {8}, ScalarType::Long);
-  int64_t* data = out.mutable_data_ptr<int64_t>();
-  const int64_t values[8] = {c.launches, c.blocks, c.threads, c.barriers, c.warp_shuffles, c.warp_votes, c.atomics,
-                             c.expf};
-  std::copy(values, values + 8, data);
+  const int64_t values[] = {c.launches,   c.blocks,  c.threads, c.barriers,          c.warp_shuffles,
+                            c.warp_votes, c.atomics, c.expf,    c.global_load_bytes, c.global_store_bytes};
+  constexpr int64_t count = sizeof(values) / sizeof(values[0]);
+  Tensor out = torch::stable::new_empty(like, {count}, ScalarType::Long);
+  std::copy(values, values + count, out.mutable_data_ptr<int64_t>());
   return out;
 }
 

@@ -51,8 +51,8 @@ constexpr int kBatch = kThreads;          // Gaussians loaded per round, one per
 __device__ __forceinline__ Geometry make_geometry(const float* __restrict__ means, const float* __restrict__ scales,
                                                   const float* __restrict__ rotations, int64_t g, int height, int width,
                                                   int radius) {
-  return predgsplat::make_geometry(means[2 * g], means[2 * g + 1], scales[2 * g], scales[2 * g + 1], rotations[g],
-                                   height, width, radius);
+  return predgsplat::make_geometry(__ldg(&means[2 * g]), __ldg(&means[2 * g + 1]), __ldg(&scales[2 * g]),
+                                   __ldg(&scales[2 * g + 1]), __ldg(&rotations[g]), height, width, radius);
 }
 
 // The Gaussians of one batch that meet the block's tile, in shared memory.
@@ -124,7 +124,7 @@ __device__ int gather_batch(const float* __restrict__ means, const float* __rest
 #pragma unroll
     for (int k = 0; k < CHUNK; ++k) {
       const int ch = c0 + k;
-      batch.amps[slot * CHUNK + k] = ch < channels ? amplitudes[g * channels + ch] : 0.0f;
+      batch.amps[slot * CHUNK + k] = ch < channels ? __ldg(&amplitudes[g * channels + ch]) : 0.0f;
     }
   }
   __syncthreads();
@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(
 #pragma unroll
     for (int k = 0; k < CHUNK; ++k) {
       const int ch = p.c0 + k;
-      if (ch < channels) out[((p.frame * channels + ch) * height + p.y) * width + p.x] = acc[k];
+      if (ch < channels) __stwb(&out[((p.frame * channels + ch) * height + p.y) * width + p.x], acc[k]);
     }
   }
 }
@@ -198,7 +198,8 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
 #pragma unroll
   for (int k = 0; k < CHUNK; ++k) {
     const int ch = p.c0 + k;
-    g[k] = (on_image && ch < channels) ? grad_out[((p.frame * channels + ch) * height + p.y) * width + p.x] : 0.0f;
+    g[k] = (on_image && ch < channels) ? __ldg(&grad_out[((p.frame * channels + ch) * height + p.y) * width + p.x])
+                                       : 0.0f;
   }
 
   for (int start = 0; start < n; start += kBatch) {
@@ -251,9 +252,15 @@ __global__ void geometry_chain_kernel(const float* __restrict__ scales, const fl
   const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (g >= total) return;
   const float* d = grad_geometry + g * 5;
-  const predgsplat::GeometryGrad<float> grad{d[0], d[1], d[2], d[3], d[4]};
-  predgsplat::geometry_chain(grad, scales[2 * g], scales[2 * g + 1], rotations[g], height, width, grad_means + 2 * g,
-                             grad_scales + 2 * g, grad_rotations + g);
+  const predgsplat::GeometryGrad<float> grad{__ldg(&d[0]), __ldg(&d[1]), __ldg(&d[2]), __ldg(&d[3]), __ldg(&d[4])};
+  float d_means[2], d_scales[2], d_rotation;
+  predgsplat::geometry_chain(grad, __ldg(&scales[2 * g]), __ldg(&scales[2 * g + 1]), __ldg(&rotations[g]), height,
+                             width, d_means, d_scales, &d_rotation);
+  for (int i = 0; i < 2; ++i) {
+    __stwb(&grad_means[2 * g + i], d_means[i]);
+    __stwb(&grad_scales[2 * g + i], d_scales[i]);
+  }
+  __stwb(&grad_rotations[g], d_rotation);
 }
 
 // ------------------------------------------------------------------------------------ host side

@@ -175,12 +175,16 @@ def test_counted_operations_of_one_gaussian():
     forward = _emulated.counters()
     # one block of 256 threads; one batch: 3 barriers in gather_batch and 1 after it; one ballot per warp; an exp
     # per window pixel
+    # bytes: thread 0 reads the Gaussian (5 floats) and its amplitude; every thread writes its pixel
     assert forward == dict(launches=1, blocks=1, threads=256, barriers=4, warp_shuffles=0, warp_votes=8, atomics=0,
-                           expf=25)
+                           expf=25, global_load_bytes=4 * (5 + 1), global_store_bytes=4 * 256)
     _emulated.reset_counters()
     out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(0)))
     backward = _emulated.counters()
     # + the chain rule's block; per warp: a ballot and an __any_sync; the 3 warps over rows 6..11 reduce 5
     # geometry values and 1 amplitude with 5 shuffles each, and lane 0 adds each of the 6 sums with an atomic
+    # bytes: every thread reads its pixel's grad_out, thread 0 the Gaussian and its amplitude; the chain rule reads
+    # 5 sums, 2 scales and the rotation and writes 5 gradients
     assert backward == dict(launches=2, blocks=2, threads=512, barriers=4, warp_shuffles=3 * 6 * 5,
-                            warp_votes=8 + 8, atomics=3 * 6, expf=25)
+                            warp_votes=8 + 8, atomics=3 * 6, expf=25, global_load_bytes=4 * (256 + 5 + 1 + 8),
+                            global_store_bytes=4 * 5)

@@ -23,7 +23,7 @@
 // Provided: __global__/__device__/__host__/__forceinline__/__launch_bounds__/__shared__ (static in
 // the kernel function itself), threadIdx/blockIdx/blockDim/gridDim, warpSize, __syncthreads (and
 // _count/_and/_or), __syncwarp, __ballot_sync, __any_sync, __all_sync, __shfl_sync, __shfl_up_sync,
-// __shfl_down_sync, __shfl_xor_sync, atomicAdd, __popc, __ffs, __ldg, max/min, and the float
+// __shfl_down_sync, __shfl_xor_sync, atomicAdd, __popc, __ffs, __ldg, __stwb, int4/float4, max/min, and the float
 // intrinsics __expf (modelled as the GPU computes it: exp2 of a rounded product, flushed to zero
 // below the smallest normal float), __fadd_rn/__fsub_rn/__fmul_rn and their double versions (never
 // contracted into a fused multiply-add), __fdividef. Not provided: dynamic (extern) shared memory,
@@ -31,7 +31,8 @@
 //
 // Counters (cuda_emu::counters()) count what a kernel does, to compare kernels by counted
 // operations: warp shuffles and votes (per warp instruction), barriers (per block), atomics and
-// __expf calls (per thread).
+// __expf calls (per thread), and the bytes each thread reads from global memory through __ldg and writes
+// through __stwb (the kernels access global memory through these two, so that their traffic is counted).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -87,6 +88,12 @@ struct dim3 {
 struct uint3 {
   unsigned x, y, z;
 };
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 using cudaStream_t = struct CUstream_st*;
 constexpr int warpSize = 32;
 
@@ -110,7 +117,7 @@ struct Schedule {
 // What the kernels did since the last reset (see the file's comment).
 struct Counters {
   int64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_shuffles = 0, warp_votes = 0, atomics = 0,
-          expf = 0;
+          expf = 0, global_load_bytes = 0, global_store_bytes = 0;
 };
 
 // Hardware limits of every GPU from compute capability 7.0 to 9.0.
@@ -961,9 +968,16 @@ T atomicAdd(T* address, T value) {
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __ffs(int x) { return __builtin_ffs(x); }
+// A read through the read-only data cache, and a plain (write-back) store: counted in bytes.
 template <typename T>
 T __ldg(const T* p) {
+  ::cuda_emu::detail::state().counters.global_load_bytes += sizeof(T);
   return *p;
+}
+template <typename T>
+void __stwb(T* p, T value) {
+  ::cuda_emu::detail::state().counters.global_store_bytes += sizeof(T);
+  *p = value;
 }
 
 inline int max(int a, int b) { return a > b ? a : b; }
