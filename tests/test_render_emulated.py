@@ -173,18 +173,19 @@ def test_counted_operations_of_one_gaussian():
     _emulated.reset_counters()
     out = rasterize_gaussians(*leaves, 16, 16, 5, backend="cuda_emulated")
     forward = _emulated.counters()
-    # one block of 256 threads; one batch: 3 barriers in gather_batch and 1 after it; one ballot per warp; an exp
-    # per window pixel
-    # bytes: thread 0 reads the Gaussian (5 floats) and its amplitude; every thread writes its pixel
-    assert forward == dict(launches=1, blocks=1, threads=256, barriers=4, warp_shuffles=0, warp_votes=8, atomics=0,
-                           expf=25, global_load_bytes=4 * (5 + 1), global_store_bytes=4 * 256)
+    # the preprocessing (one block of 256 threads, one with a Gaussian: reads its 5 floats, writes its window of
+    # 4 ints and conic of 5 floats), then one tile block: one batch, 2 barriers in gather_batch and 1 after it;
+    # one ballot per warp; thread 0 reads the window, conic and amplitude; an exp per window pixel; every thread
+    # writes its pixel
+    assert forward == dict(launches=2, blocks=2, threads=512, barriers=3, warp_shuffles=0, warp_votes=8, atomics=0,
+                           expf=25, global_load_bytes=4 * (5 + 4 + 5 + 1), global_store_bytes=4 * (9 + 256))
     _emulated.reset_counters()
     out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(0)))
     backward = _emulated.counters()
-    # + the chain rule's block; per warp: a ballot and an __any_sync; the 3 warps over rows 6..11 reduce 5
-    # geometry values and 1 amplitude with 5 shuffles each, and lane 0 adds each of the 6 sums with an atomic
-    # bytes: every thread reads its pixel's grad_out, thread 0 the Gaussian and its amplitude; the chain rule reads
-    # 5 sums, 2 scales and the rotation and writes 5 gradients
-    assert backward == dict(launches=2, blocks=2, threads=512, barriers=4, warp_shuffles=3 * 6 * 5,
-                            warp_votes=8 + 8, atomics=3 * 6, expf=25, global_load_bytes=4 * (256 + 5 + 1 + 8),
-                            global_store_bytes=4 * 5)
+    # the preprocessing again, the tile block, the chain rule's block; per warp: a ballot and an __any_sync; the
+    # 3 warps over rows 6..11 reduce 5 geometry values and 1 amplitude with 5 shuffles each, and lane 0 adds each
+    # of the 6 sums with an atomic. Bytes: every thread reads its pixel's grad_out; the chain rule reads 5 sums,
+    # 2 scales and the rotation and writes 5 gradients
+    assert backward == dict(launches=3, blocks=3, threads=768, barriers=3, warp_shuffles=3 * 6 * 5,
+                            warp_votes=8 + 8, atomics=3 * 6, expf=25,
+                            global_load_bytes=4 * (5 + 256 + 4 + 5 + 1 + 8), global_store_bytes=4 * (9 + 5))
