@@ -12,10 +12,11 @@
 //  * forward: each thread (one pixel) evaluates the listed Gaussians and accumulates its CHUNK channels in
 //    registers, then writes them once: every output element is written exactly once, no atomics,
 //    deterministic.
-//  * backward: each pixel computes its share of the gradient of every listed Gaussian, the
-//    block's warps reduce those shares with shuffles, and one lane per warp adds them to a
-//    float32 buffer with atomicAdd (order of additions varies: results vary in the last bits).
-//    A second small kernel turns d(px, py, conic) into d(means, scales, rotations).
+//  * backward: each listed Gaussian is taken by one warp, whose lanes walk the pixels where its window meets
+//    the tile (grad_out of the tile staged in shared memory) and accumulate its 5 + CHUNK gradient values in
+//    registers; one butterfly over the warp sums them all, and as many lanes add the sums to float32 buffers
+//    with atomicAdd, one per value (order of additions varies: results vary in the last bits). A second
+//    small kernel turns d(px, py, conic) into d(means, scales, rotations).
 // The per-Gaussian math (centre, conic, window, value, gradient formulas) is predgsplat_math.h, shared with
 // the CPU kernels. Global memory is read through __ldg and written through __stwb (plain loads and stores on
 // a GPU), so that the emulator counts the traffic.
@@ -206,10 +207,49 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(
   }
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// The number of values the backward sums per Gaussian: d(px, py, a, b, c) and CHUNK amplitudes, padded to a
+// power of two for warp_sum_values.
+template <int CHUNK>
+constexpr int kPaddedValues = 5 + CHUNK <= 8 ? 8 : 5 + CHUNK <= 16 ? 16 : 32;
+
+// Sums each of the P values (a power of two, 2..32) over the warp's 32 lanes with (P - 1) + (5 - log2 P)
+// shuffles instead of P * 5 (a butterfly that halves the values per lane at every step: at offset o, the lanes
+// with bit o set keep the upper half of their values and receive their partner's, the others the lower half).
+// Returns the total of value `index`, which is this lane's (lane bits 4, 3, ... from the top); every lane whose
+// bits below 32 / P are zero holds a different value's total, so P lanes can add the P totals at once.
+// One step of warp_sum_values: VALUES values per lane at lane offset OFFSET.
+template <int VALUES, int OFFSET, int P>
+__device__ __forceinline__ void butterfly_step(float (&v)[P], int lane, int& index) {
+  if constexpr (OFFSET > 0) {
+    if constexpr (VALUES > 1) {
+      constexpr int half = VALUES / 2;
+      const bool upper = (lane & OFFSET) != 0;
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
+      for (int i = 0; i < half; ++i) {
+        const float keep = upper ? v[half + i] : v[i];
+        const float give = upper ? v[i] : v[half + i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, give, OFFSET);
+      }
+      index += upper ? half : 0;
+      butterfly_step<half, OFFSET / 2>(v, lane, index);
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFFSET);
+      butterfly_step<1, OFFSET / 2>(v, lane, index);
+    }
+  }
+}
+
+// Sums each of the P values (a power of two, 2..32) over the warp's 32 lanes with (P - 1) + (5 - log2 P)
+// shuffles instead of P * 5: a butterfly that halves the values per lane at every step (at offset o, the lanes
+// with bit o set keep the upper half of their values and add their partner's, the others the lower half).
+// Returns the total of value `index`, which is this lane's (lane bits 4, 3, ... from the top); the lanes whose
+// bits below 32 / P are zero hold one value's total each, so P lanes can add the P totals at once.
+template <int P>
+__device__ __forceinline__ float warp_sum_values(float (&v)[P], int lane, int& index) {
+  static_assert(P >= 2 && P <= 32 && (P & (P - 1)) == 0, "a power of two from 2 to 32 values");
+  index = 0;
+  butterfly_step<P, 16>(v, lane, index);
+  return v[0];
 }
 
 // grad_geometry: (F, N, 5) for d/d(px, py, a, b, c); grad_amplitudes: (F, N, C).
@@ -218,58 +258,78 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
     const int4* __restrict__ windows, const float* __restrict__ conics, const float* __restrict__ amplitudes,
     const float* __restrict__ grad_out, float* __restrict__ grad_geometry, float* __restrict__ grad_amplitudes, int n,
     int channels, int height, int width, int tiles_x, int tiles_per_frame) {
+  constexpr int P = kPaddedValues<CHUNK>;
   __shared__ SharedBatch<CHUNK> batch;
+  __shared__ float tile_grad[CHUNK * kThreads];  // grad_out of the tile: [channel][pixel of the tile]
   const BlockPixel p = locate<CHUNK>(tiles_x, tiles_per_frame);
   const Records records{windows, conics};
-  const bool on_image = p.x < width && p.y < height;
-  const int lane = threadIdx.x & 31;
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
 
-  float g[CHUNK];
+  // Each thread stages its pixel's grad_out (visible to all after the first gather's barrier).
+  const bool on_image = p.x < width && p.y < height;
 #pragma unroll
   for (int k = 0; k < CHUNK; ++k) {
     const int ch = p.c0 + k;
-    g[k] = (on_image && ch < channels) ? __ldg(&grad_out[((p.frame * channels + ch) * height + p.y) * width + p.x])
-                                       : 0.0f;
+    tile_grad[k * kThreads + t] =
+        (on_image && ch < channels) ? __ldg(&grad_out[((p.frame * channels + ch) * height + p.y) * width + p.x]) : 0.0f;
   }
 
+  int handed = 0;  // listed Gaussians of earlier batches: entry j of a batch goes to warp (handed + j) % kWarps
   for (int start = 0; start < n; start += kBatch) {
     const int kept = gather_batch<CHUNK>(records, amplitudes, p, n, channels, start, batch);
-    for (int j = 0; j < kept; ++j) {
+    for (int j = (warp - handed % kWarps + kWarps) % kWarps; j < kept; j += kWarps) {
       const Geometry& geo = batch.list[j];
-      const bool inside = on_image && in_window(geo, p.x, p.y);
-      if (!__any_sync(0xffffffffu, inside)) continue;  // warp-uniform: the whole warp is outside
-      float d_px = 0.f, d_py = 0.f, d_a = 0.f, d_b = 0.f, d_c = 0.f, w = 0.f;
-      if (inside) {
+      // Where the window meets the tile: never empty for a listed Gaussian, and on the image.
+      const int x0 = max(geo.x0, p.tx0), x1 = min(geo.x1, p.tx0 + kTile - 1);
+      const int y0 = max(geo.y0, p.ty0), y1 = min(geo.y1, p.ty0 + kTile - 1);
+      const int w = x1 - x0 + 1, area = w * (y1 - y0 + 1);
+      float amp[CHUNK];
+#pragma unroll
+      for (int k = 0; k < CHUNK; ++k) amp[k] = batch.amps[j * CHUNK + k];
+      float v[P];  // d(px, py, a, b, c), d(amplitudes), zero padding
+#pragma unroll
+      for (int i = 0; i < P; ++i) v[i] = 0.f;
+      // The lanes take the pixels of the w-wide rectangle row by row, 32 at a time.
+      int col = lane % w, row = lane / w;
+      const int col_step = 32 % w, row_step = 32 / w;
+      for (int i = lane; i < area; i += 32) {
+        const int x = x0 + col, y = y0 + row;
+        const int pixel = (y - p.ty0) * kTile + (x - p.tx0);
         float dx, dy;
-        w = gaussian_weight(geo, p.fx, p.fy, dx, dy);
-        float d_w = 0.f;
-#pragma unroll
-        for (int k = 0; k < CHUNK; ++k) d_w += g[k] * batch.amps[j * CHUNK + k];
-        const predgsplat::GeometryGrad<float> share = predgsplat::pixel_geometry_grad(geo, dx, dy, w, d_w);
-        d_px = share.px;
-        d_py = share.py;
-        d_a = share.a;
-        d_b = share.b;
-        d_c = share.c;
-      }
-      const int64_t gid = p.frame * n + batch.ids[j];
-      float partial[5] = {d_px, d_py, d_a, d_b, d_c};
-#pragma unroll
-      for (int v = 0; v < 5; ++v) {
-        const float total = warp_sum(partial[v]);
-        if (lane == 0 && total != 0.f) atomicAdd(&grad_geometry[gid * 5 + v], total);
-      }
-      if (grad_amplitudes != nullptr) {
+        const float weight = gaussian_weight(geo, static_cast<float>(x), static_cast<float>(y), dx, dy);
+        float g[CHUNK], d_w = 0.f;
 #pragma unroll
         for (int k = 0; k < CHUNK; ++k) {
-          const int ch = p.c0 + k;
-          if (ch >= channels) break;  // the last chunk's padding; the same for the whole block: no divergence
-          const float total = warp_sum(w * g[k]);
-          if (lane == 0 && total != 0.f) atomicAdd(&grad_amplitudes[gid * channels + ch], total);
+          g[k] = tile_grad[k * kThreads + pixel];
+          d_w += g[k] * amp[k];
+        }
+        const predgsplat::GeometryGrad<float> share = predgsplat::pixel_geometry_grad(geo, dx, dy, weight, d_w);
+        v[0] += share.px;
+        v[1] += share.py;
+        v[2] += share.a;
+        v[3] += share.b;
+        v[4] += share.c;
+#pragma unroll
+        for (int k = 0; k < CHUNK; ++k) v[5 + k] += weight * g[k];
+        col += col_step;
+        row += row_step;
+        if (col >= w) {
+          col -= w;
+          ++row;
         }
       }
+      int index;
+      const float total = warp_sum_values<P>(v, lane, index);
+      if ((lane & (32 / P - 1)) != 0 || total == 0.f) continue;  // one lane per value adds its total
+      const int64_t gid = p.frame * n + batch.ids[j];
+      if (index < 5) {
+        atomicAdd(&grad_geometry[gid * 5 + index], total);
+      } else if (grad_amplitudes != nullptr && index < 5 + CHUNK && p.c0 + index - 5 < channels) {
+        atomicAdd(&grad_amplitudes[gid * channels + p.c0 + index - 5], total);
+      }
     }
-    __syncthreads();
+    handed += kept;
+    __syncthreads();  // the list is rebuilt by the next round
   }
 }
 
