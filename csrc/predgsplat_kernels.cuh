@@ -121,7 +121,11 @@ __device__ __forceinline__ BlockPixel locate(int tiles_x, int tiles_per_frame) {
 }
 
 // Loads the windows of Gaussians [start, start + kBatch) of the block's frame and lists those that meet the
-// tile, with their conics and amplitudes. Returns how many were listed: batch.list[0..count).
+// tile, with their conics and amplitudes. Returns how many were listed: batch.list[0..count). Two barriers: after
+// the warps' counts are written, and after the list is. Every thread reads the counts between the two, and
+// the list only after the second: so a thread that comes back for the next batch while others still read this
+// one's list writes only its warp's count until all have arrived at the first barrier (no barrier is needed
+// between batches).
 template <int CHUNK>
 __device__ int gather_batch(const Records& records, const float* __restrict__ amplitudes, const BlockPixel& p,
                             int n, int channels, int start, SharedBatch<CHUNK>& batch) {
@@ -196,7 +200,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(
 #pragma unroll
       for (int k = 0; k < CHUNK; ++k) acc[k] += w * batch.amps[j * CHUNK + k];
     }
-    __syncthreads();  // the list is rebuilt by the next round
+    // No barrier here: the next round rewrites the list only after its first barrier, which every thread
+    // reaches after it has read this round's list (see gather_batch).
   }
   if (p.x < width && p.y < height) {
 #pragma unroll
@@ -328,8 +333,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(
         atomicAdd(&grad_amplitudes[gid * channels + p.c0 + index - 5], total);
       }
     }
-    handed += kept;
-    __syncthreads();  // the list is rebuilt by the next round
+    handed += kept;  // no barrier: as in the forward
   }
 }
 

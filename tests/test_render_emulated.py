@@ -175,10 +175,10 @@ def test_counted_operations_of_one_gaussian(channels, shuffles):
     out = rasterize_gaussians(*leaves, 16, 16, 5, backend="cuda_emulated")
     forward = _emulated.counters()
     # the preprocessing (one block of 256 threads, one with a Gaussian: reads its 5 floats, writes its window of
-    # 4 ints and conic of 5 floats), then one tile block: one batch, 2 barriers in gather_batch and 1 after it;
+    # 4 ints and conic of 5 floats), then one tile block: one batch, 2 barriers (in gather_batch);
     # one ballot per warp; thread 0 reads the window, conic and amplitudes; an exp per window pixel; every thread
     # writes its pixel's channels
-    assert forward == dict(launches=2, blocks=2, threads=512, barriers=3, warp_shuffles=0, warp_votes=8, atomics=0,
+    assert forward == dict(launches=2, blocks=2, threads=512, barriers=2, warp_shuffles=0, warp_votes=8, atomics=0,
                            expf=25, global_load_bytes=4 * (5 + 4 + 5 + channels),
                            global_store_bytes=4 * (9 + 256 * channels))
     _emulated.reset_counters()
@@ -188,7 +188,7 @@ def test_counted_operations_of_one_gaussian(channels, shuffles):
     # pixels and sums its 5 + C values (padded to P = 8, 16, 32) with a butterfly of (P - 1) + (5 - log2 P)
     # shuffles; 5 + C lanes add the sums with an atomic each. Bytes: every thread stages its pixel's grad_out;
     # the chain rule reads 5 sums, 2 scales and the rotation and writes 5 gradients
-    assert backward == dict(launches=3, blocks=3, threads=768, barriers=3, warp_shuffles=shuffles, warp_votes=8,
+    assert backward == dict(launches=3, blocks=3, threads=768, barriers=2, warp_shuffles=shuffles, warp_votes=8,
                             atomics=5 + channels, expf=25,
                             global_load_bytes=4 * (5 + 256 * channels + 4 + 5 + channels + 8),
                             global_store_bytes=4 * (9 + 5))
