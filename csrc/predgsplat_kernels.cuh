@@ -217,12 +217,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(
 template <int CHUNK>
 constexpr int kPaddedValues = 5 + CHUNK <= 8 ? 8 : 5 + CHUNK <= 16 ? 16 : 32;
 
-// Sums each of the P values (a power of two, 2..32) over the warp's 32 lanes with (P - 1) + (5 - log2 P)
-// shuffles instead of P * 5 (a butterfly that halves the values per lane at every step: at offset o, the lanes
-// with bit o set keep the upper half of their values and receive their partner's, the others the lower half).
-// Returns the total of value `index`, which is this lane's (lane bits 4, 3, ... from the top); every lane whose
-// bits below 32 / P are zero holds a different value's total, so P lanes can add the P totals at once.
-// One step of warp_sum_values: VALUES values per lane at lane offset OFFSET.
+// One step of warp_sum_values (below): VALUES values per lane at lane offset OFFSET, then the next step.
 template <int VALUES, int OFFSET, int P>
 __device__ __forceinline__ void butterfly_step(float (&v)[P], int lane, int& index) {
   if constexpr (OFFSET > 0) {
