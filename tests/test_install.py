@@ -16,8 +16,8 @@ import pytest
 from pdr.optional import MissingDependencyError, require
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("pdr-train", "pdr-eval", "pdr-compare", "pdr-infer", "pdr-prepare-data", "pdr-precompute-flow",
-           "pdr-bench-render", "pdr-bench-train-step", "pdr-doctor")
+SCRIPTS = ("pdr-train", "pdr-eval", "pdr-compare", "pdr-infer", "pdr-predict", "pdr-prepare-data",
+           "pdr-precompute-flow", "pdr-bench-render", "pdr-bench-train-step", "pdr-doctor")
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "pdr", "adapters", "backbones", "csrc", "configs", "tools")
 TINY = [
     "model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2",
