@@ -33,8 +33,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def weights(work):
-    return load_checkpoint(work / "checkpoints" / "last.pt")["model"]
+def weights(work, key="model"):
+    return load_checkpoint(work / "checkpoints" / "last.pt")[key]
 
 
 def assert_same_weights(a, b, atol):
@@ -62,7 +62,9 @@ def test_two_processes_match_one_with_the_same_global_batch(repo, tmp_path):
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(repo, tmp_path):
-    steps = ["train.max_steps=12", "train.save_every=1"]
+    """With an EMA of the weights and dropout (training draws random numbers): the weights, their EMA and every
+    random generator come back from last.pt."""
+    steps = ["train.max_steps=12", "train.save_every=1", "train.ema_decay=0.7", "model.backbone.dropout=0.3"]
     straight = subprocess.run([sys.executable, *train_cmd(tmp_path / "straight", *steps)], cwd=repo, env=env(),
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -86,6 +88,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(repo, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {work / 'checkpoints' / 'last.pt'}" in (work / "log.txt").read_text()
     assert_same_weights(weights(tmp_path / "straight"), weights(work), atol=0)
+    assert_same_weights(weights(tmp_path / "straight", "ema"), weights(work, "ema"), atol=0)
 
 
 def test_sigterm_saves_a_checkpoint(repo, tmp_path):
