@@ -141,3 +141,32 @@ def test_latent_flow_without_collision_labels_trains_under_two_processes(repo, t
     assert "lf_collision" not in log  # no labels: no collision term
     state = load_checkpoint(work / "checkpoints" / "last.pt")
     assert state["global_step"] == 3
+
+
+def test_each_process_reads_its_own_share_of_every_global_batch(repo, tmp_path, monkeypatch):
+    """Two processes, faked in this one (rank and world size as torchrun gives them): each reads its half of every
+    global batch one process reads, the halves disjoint, and every other validation sequence."""
+    from pdr.config import load_config
+    from pdr.engine import Trainer, distributed
+
+    cfg = load_config(repo / "configs" / "advected_fields" / "simvp.yaml", [*COMMON, "data.size=16"])
+
+    def loaders(rank, world_size):
+        monkeypatch.setattr(distributed, "init_distributed",
+                            lambda device: (distributed.DistInfo(rank, rank, world_size), device))
+        monkeypatch.setattr(distributed, "wrap_model", lambda model, *args, **kwargs: model)  # no process group
+        trainer = Trainer(cfg, tmp_path / f"rank{rank}of{world_size}", show_progress=False)
+        assert trainer.dist.world_size == world_size
+        trainer.train_loader.set_epoch(1)
+        train = [x for x, _ in trainer.train_loader]
+        return train, torch.cat([x for x, _ in trainer.val_loader])
+
+    one_train, one_val = loaders(0, 1)
+    (first, first_val), (second, second_val) = loaders(0, 2), loaders(1, 2)
+    assert len(one_train) == len(first) == len(second) == 4  # 32 sequences, global batch 8
+    for whole, a, b in zip(one_train, first, second):
+        assert a.shape[0] == b.shape[0] == 4
+        torch.testing.assert_close(torch.cat([a, b]), whole, rtol=0, atol=0)
+    assert len(one_val) == 8 and len(first_val) == len(second_val) == 4
+    torch.testing.assert_close(first_val, one_val[0::2], rtol=0, atol=0)
+    torch.testing.assert_close(second_val, one_val[1::2], rtol=0, atol=0)
