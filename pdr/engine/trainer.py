@@ -70,6 +70,7 @@ class Trainer:
         self.nonfinite = NonFinitePolicy(t["max_nonfinite_steps"], self.checkpoints.path("last"))
         self.best = None
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+        self.epoch_losses: list[float] = []  # this epoch's train losses so far: a resumed epoch averages them all
         self.history: list[dict] = []
         self.signals = StopSignals(self.dist)
         self._log_start()
@@ -139,7 +140,7 @@ class Trainer:
 
     def _progress(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "global_step": self.global_step,
-                "best": self.best, "history": self.history}
+                "best": self.best, "history": self.history, "epoch_losses": list(self.epoch_losses)}
 
     def save(self, name: str) -> Path:
         """Write checkpoints/<name>.pt atomically (rank 0 only). With an EMA, ``best`` holds the EMA weights."""
@@ -177,7 +178,7 @@ class Trainer:
                 self._info("%s received: saved %s at step %d; continue with --resume", name, path, self.global_step)
                 raise KeyboardInterrupt(f"stopped by {name}; checkpoint saved to {path}")
             self.epoch += 1
-            self.batch_in_epoch = 0
+            self.batch_in_epoch, self.epoch_losses = 0, []
             if self.epoch % self.cfg["train"]["val_every"] == 0 or self.global_step >= self.total_steps:
                 last_val = self.validate(train_loss)
             self.save("last")
@@ -205,7 +206,7 @@ class Trainer:
     def _train_epoch(self) -> float:
         """Steps to the end of the epoch, of the budget or to a stop signal; returns the mean train loss."""
         self.net.train()
-        losses = []
+        losses = self.epoch_losses
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
                    disable=not self.show_progress, leave=False, dynamic_ncols=True)
         start = time.perf_counter()
