@@ -6,7 +6,9 @@
 
 compiles csrc/ into modules of the package (torch must already be installed). Without a flag nothing
 is compiled at install time and each extension is built on first use instead (or now, with
-``python -m pdr.render.build``, which builds both).
+``python -m pdr.render.build``, which builds both). The CUDA module is built for the GPU architectures of
+``$TORCH_CUDA_ARCH_LIST``, by default Volta to Hopper with Hopper's PTX (``pdr.render._cuda.arch_list``),
+whether or not a GPU is visible, and records them (``pdr._C.cuda_archs``) with the digest of its sources.
 """
 import os
 
@@ -25,13 +27,16 @@ if everything or os.environ.get("PDR_BUILD_CPU") == "1" or os.environ.get("PDR_B
             sources=[f"csrc/{name}" for name in _cpu.SOURCES],
             # a Python module whose import registers the operators, and which records what it was built from
             define_macros=[("PREDGSPLAT_PYTHON_MODULE", None),
-                           ("PREDGSPLAT_SOURCES_DIGEST", f'"{_extension.sources_digest(_cpu.SOURCES)}"')],
+                           ("PREDGSPLAT_SOURCES_DIGEST", f'"{_extension.sources_digest(_cpu.FILES)}"')],
             extra_compile_args=_cpu.compile_flags(),
         ))
     if os.environ.get("PDR_BUILD_CUDA") == "1" or (everything and _cuda.why_unbuildable() is None):
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"] = _cuda.arch_list()  # torch's helper reads it
         ext_modules.append(CUDAExtension(
             name="pdr._C",
             sources=[f"csrc/{name}" for name in _cuda.SOURCES],
+            define_macros=[("PREDGSPLAT_SOURCES_DIGEST", f'"{_extension.sources_digest(_cuda.FILES)}"'),
+                           ("PREDGSPLAT_CUDA_ARCHS", f'"{archs}"')],
             extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]},
         ))
     cmdclass = {"build_ext": BuildExtension}

@@ -1,6 +1,8 @@
 """What every adapter provides to ``pdr.build_model``."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import Tensor, nn
 
 
@@ -18,6 +20,12 @@ class Adapter(nn.Module):
     coarse_loss_weight: float = 0.0
     # True: the adapter's output does not back-propagate into the backbone (nor does a rollout's fed-back frame).
     detach_coarse: bool = False
+
+    @classmethod
+    def size_multiple(cls, frame_shape: Sequence[int], **arguments) -> int:
+        """The multiple of H and W this adapter needs when built for ``frame_shape`` (C, H, W) with ``arguments``
+        (every constructor argument, defaults filled in). 1 (any size) by default."""
+        return 1
 
     def forward(self, coarse: Tensor, features: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -76,6 +76,11 @@ class PredGS(Adapter):
         """``source: features``: the Gaussians are regressed from the backbone's feature maps."""
         return self.source == "features"
 
+    @classmethod
+    def size_multiple(cls, frame_shape: Sequence[int], pool: int = 2, **_) -> int:
+        """H and W must be multiples of ``pool`` (the average pooling before the heads)."""
+        return int(pool)
+
     def __init__(
         self,
         frame_shape: Sequence[int],

@@ -48,7 +48,12 @@ class Backbone(nn.Module):
       phase that trains an auto-encoder and predicts nothing yet).
 
     Losses the backbone computes inside ``forward`` travel in ``BackboneOutput.aux_losses``; a loss over the
-    whole prediction of an autoregressive rollout comes from ``rollout_losses``.
+    whole prediction of an autoregressive rollout comes from ``rollout_losses``. A training call (with
+    ``targets``) may return fewer frames than ``frames_per_call``, a horizon drawn for that step: the model
+    wrapper ends the rollout there and the training loop scores those frames against the first targets.
+
+    The frame sizes a backbone accepts are declared by the class method ``size_multiple``: the model pads
+    frames of other sizes up to that multiple and crops the predictions back (``pdr.model.padding``).
     """
 
     feature_channels: int | None = None
@@ -64,6 +69,13 @@ class Backbone(nn.Module):
             raise ValueError(f"in_shape must be (T_in, C, H, W), got {tuple(in_shape)}")
         self.in_shape = tuple(int(v) for v in in_shape)
         self.out_frames = int(out_frames)
+
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], **arguments) -> int:
+        """The multiple of H and W this backbone needs when built with ``in_shape`` (T_in, C, H, W) and
+        ``arguments`` (every constructor argument, defaults filled in): its total down-sampling (a stride, a patch
+        size). 1 (any size) by default."""
+        return 1
 
     def resolved_choices(self) -> dict[str, str]:
         """What the backbone picked where its arguments leave a choice open (which pretrained network,

@@ -292,6 +292,27 @@ class OpenSTLBackbone(Backbone):
         models = import_openstl(openstl_root)
         self.model = self._build(_resolve(models, spec.model), hp, own)
 
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], method: str | None = None, openstl_config: str | None = None,
+                      openstl_root: str | None = None, **hparams) -> int:
+        """The multiple of H and W the method needs: 2^(N_S // 2) for SimVP and TAU, the patch size of patched
+        methods (times ``sr_size`` for MAU; PhyDNet patches by 2 or else 4); 1 for WaST (not declared)."""
+        values = load_openstl_config(openstl_config) if openstl_config else {}
+        name = method if method is not None else values.get("method")
+        if name is None:
+            return 1
+        name = canonical_method(name)
+        spec = METHODS[name]
+        hp = {**spec.defaults, **values, **hparams}
+        p = int(hp.get("patch_size", 1))
+        if spec.family == "direct":
+            return 2 ** (int(hp.get("N_S", 4)) // 2) if spec.model == "SimVP_Model" else 1
+        if name == "MAU":
+            return p * int(hp.get("sr_size", 4))
+        if name == "PhyDNet":
+            return p if p in (2, 4) else 4
+        return p
+
     # -- building ----------------------------------------------------------------------------------
     def _namespace(self, hp: dict, own: dict) -> SimpleNamespace:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -420,6 +441,10 @@ def _factory(method: str | None) -> Callable[..., OpenSTLBackbone]:
         kwargs.setdefault("method", method)
         return OpenSTLBackbone(in_shape, out_frames, **kwargs)
 
+    def size_multiple(in_shape: Sequence[int], **kwargs) -> int:
+        return OpenSTLBackbone.size_multiple(in_shape, **{"method": method, **kwargs})
+
+    build.size_multiple = size_multiple
     name = "openstl" if method is None else f"openstl:{method}"
     build.__name__ = build.__qualname__ = f"build_{name.replace(':', '_')}"
     build.__doc__ = (f"Backbone {name}: OpenSTL's {method or '<method from openstl_config>'} through the bridge; "

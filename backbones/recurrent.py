@@ -215,6 +215,11 @@ class RecurrentBackbone(Backbone):
         self.cells = self.build_cells()
 
     @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], patch_size: int = 4, **_) -> int:
+        """H and W must be multiples of ``patch_size``."""
+        return int(patch_size)
+
+    @classmethod
     def default_settings(cls) -> dict:
         """The default of every argument but ``in_shape`` and ``out_frames``, by name."""
         return {name: p.default for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}

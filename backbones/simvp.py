@@ -188,6 +188,11 @@ class SimVP(Backbone):
         self.alpha = float(alpha)
         self.uses_targets = self.alpha > 0  # the regularization compares with the true frames
 
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], N_S: int = 4, **_) -> int:
+        """H and W must be multiples of 2^(N_S // 2) (every second encoder layer halves them)."""
+        return 2 ** (int(N_S) // 2)
+
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
                 step: int | None = None) -> BackboneOutput:
         """(B, T_in, C, H, W) -> frames (B, T_in, C, H, W) [and features (B, T_in, hid_S, H, W)].

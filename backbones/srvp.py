@@ -16,7 +16,11 @@ Our own implementation of the state-space model summarised in docs/method.md, se
   during the unit interval; smaller steps give frames between the training frames;
 * stochastic variant: a learned prior p(z[t+1] | y_t) = N(mu(y_t), sigma(y_t)) and an LSTM posterior
   q(z[t] | x[1:t]) over the codes of the observed frames and, in training, of the target frames;
-* the decoder g(y_t, w) maps a state and the content to a frame.
+* the decoder g(y_t, w) maps a state and the content to a frame; ``content_swap`` decodes the states of one
+  sequence with the content of another.
+
+The variants the paper compares are options: ``dynamics: mlp`` (a non-residual step y[t+1] = f(y_t, z)) and
+``dynamics: gru`` (a GRU cell over y with input z), both one step per frame.
 
 Training maximises the ELBO: the trainer's configured loss on the returned (posterior-driven) future
 frames, plus the auxiliary losses of its output (``BackboneOutput.aux_losses``): the reconstruction of
@@ -99,6 +103,34 @@ class ResidualField(nn.Module):
 
     def forward(self, y: Tensor, z: Tensor | None = None) -> Tensor:
         return self.net(y if z is None else torch.cat([y, z], dim=-1))
+
+
+class MLPStep(nn.Module):
+    """The non-residual variant of the paper's ablation: the next state itself, y[t+1] = f(y_t, z[t+1]).
+    (N, y_dim) and (N, z_dim) or None -> (N, y_dim)."""
+
+    def __init__(self, y_dim: int, z_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.net = _mlp(y_dim + z_dim, hidden, y_dim, layers)
+
+    def forward(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        return self.net(y if z is None else torch.cat([y, z], dim=-1))
+
+
+class GRUStep(nn.Module):
+    """The GRU variant of the paper's ablation: y[t+1] = GRUCell(input z[t+1], hidden y_t).
+    (N, y_dim) and (N, z_dim) or None -> (N, y_dim). Without z (the deterministic variant) the input is a
+    constant 1, so the cell still updates its state."""
+
+    def __init__(self, y_dim: int, z_dim: int):
+        super().__init__()
+        self.cell = nn.GRUCell(max(z_dim, 1), y_dim)
+
+    def forward(self, y: Tensor, z: Tensor | None = None) -> Tensor:
+        return self.cell(y.new_ones(y.shape[0], 1) if z is None else z, y)
+
+
+DYNAMICS = ("residual", "mlp", "gru")
 
 
 class FrameEncoder(nn.Module):
@@ -193,6 +225,9 @@ class SRVP(Backbone):
         kl_warmup_steps: beta grows linearly from 0 over this many training steps (0: constant beta).
         obs_weight: weight of the reconstruction of the observed frames (``recon_obs``; 0 disables it).
         obs_loss: "mse" or "l1" for ``recon_obs``.
+        dynamics: "residual" (the model: y[t+1] = y_t + integral of f, Euler steps of ``dt``), or the variants
+            the paper compares, "mlp" (y[t+1] = f(y_t, z[t+1]), not residual) and "gru" (a GRU cell whose hidden
+            state is y and whose input is z); the two variants are one step per frame (``dt`` 1, frame_rate 1).
         skip_connections: content maps feed the decoder at every resolution.
         output_activation: "sigmoid" for data in [0, 1], "tanh" for [-1, 1], "none" for normalised data.
         levels: resolution halvings of the encoder (default: down to about 4x4); H and W must be divisible
@@ -223,6 +258,7 @@ class SRVP(Backbone):
         kl_warmup_steps: int = 0,
         obs_weight: float = 1.0,
         obs_loss: str = "mse",
+        dynamics: str = "residual",
         skip_connections: bool = True,
         output_activation: str = "sigmoid",
         levels: int | None = None,
@@ -250,6 +286,10 @@ class SRVP(Backbone):
         if beta < 0 or obs_weight < 0 or kl_warmup_steps < 0:
             raise ValueError(f"beta, obs_weight and kl_warmup_steps must be >= 0, got {beta}, {obs_weight}, "
                              f"{kl_warmup_steps}")
+        if dynamics not in DYNAMICS:
+            raise ValueError(f"dynamics must be one of {list(DYNAMICS)}, got {dynamics!r}")
+        if dynamics != "residual" and float(dt) != 1.0:
+            raise ValueError(f"dt must be 1.0 with dynamics: {dynamics} (a step per frame, not an ODE), got {dt}")
         if obs_loss not in OBS_LOSSES:
             raise ValueError(f"obs_loss must be one of {list(OBS_LOSSES)}, got {obs_loss!r}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -286,13 +326,21 @@ class SRVP(Backbone):
         init_out = self.y_dim
         self.init_net = _mlp(self.num_init_frames * self.g_dim, hidden, hidden, 1)
         self.init_head = GaussianHead(hidden, init_out, min_std) if self.stochastic else nn.Linear(hidden, init_out)
-        self.dynamics = ResidualField(self.y_dim, self.z_dim, hidden, mlp_layers)
+        self.dynamics_kind = dynamics
+        self.dynamics = {"residual": lambda: ResidualField(self.y_dim, self.z_dim, hidden, mlp_layers),
+                         "mlp": lambda: MLPStep(self.y_dim, self.z_dim, hidden, mlp_layers),
+                         "gru": lambda: GRUStep(self.y_dim, self.z_dim)}[dynamics]()
         if self.stochastic:
             self.prior = nn.Sequential(_mlp(self.y_dim, hidden, hidden, 1), nn.LeakyReLU(0.2, inplace=True),
                                        GaussianHead(hidden, self.z_dim, min_std))
             self.posterior_lstm = nn.LSTM(self.g_dim, lstm_hidden, batch_first=True)
             self.posterior_head = GaussianHead(lstm_hidden, self.z_dim, min_std)
         self.feature_channels = widths[0]
+
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], levels: int | None = None, **_) -> int:
+        """H and W must be multiples of 2^levels (``levels`` by default: down to about 4x4 pixels)."""
+        return 2 ** (_auto_levels(*in_shape[2:]) if levels is None else int(levels))
 
     # ------------------------------------------------------------------ contract
 
@@ -346,6 +394,9 @@ class SRVP(Backbone):
         """Euler steps between two output frames at ``frame_rate`` and their size (never above 1 / euler_steps)."""
         if not isinstance(frame_rate, int) or isinstance(frame_rate, bool) or frame_rate < 1:
             raise ValueError(f"frame_rate must be an int >= 1, got {frame_rate!r}")
+        if frame_rate > 1 and self.dynamics_kind != "residual":
+            raise ValueError(f"frame_rate={frame_rate} needs dynamics: residual (an ODE that smaller steps integrate); "
+                             f"dynamics: {self.dynamics_kind} makes one step per frame")
         steps = max(1, math.ceil(self.euler_steps / frame_rate))
         return steps, 1.0 / (frame_rate * steps)
 
@@ -376,7 +427,7 @@ class SRVP(Backbone):
                     z = p_mu + p_sigma * torch.randn_like(p_mu)
             for _ in range(frame_rate):
                 for _ in range(steps):
-                    y = y + h * self.dynamics(y, z)
+                    y = (y + h * self.dynamics(y, z)) if self.dynamics_kind == "residual" else self.dynamics(y, z)
                 states.append(y)
         return torch.stack(states, dim=1), (torch.stack(kls, dim=1) if kls else None)
 
@@ -429,18 +480,24 @@ class SRVP(Backbone):
             aux["kl_y"] = beta * gaussian_kl(y_mu, y_sigma, torch.zeros_like(y_mu), torch.ones_like(y_sigma)).mean() / total
         return BackboneOutput(frames[:, t_in:], features[:, t_in:], aux)
 
-    def _generate(self, x: Tensor, num_samples: int, frame_rate: int, chunk: int | None = None) -> tuple[Tensor, Tensor]:
-        """``num_samples`` futures of x (B, T_in, C, H, W): frames (B, K, T_out * r, C, H, W) and features.
+    def _generate(self, x: Tensor, num_samples: int, frame_rate: int, chunk: int | None = None,
+                  content_from: Tensor | None = None, with_observed: bool = False,
+                  keep_features: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``num_samples`` futures of x (B, T_in, C, H, W): frames (B, K, T_out * r, C, H, W) and features (None
+        unless ``keep_features``: at full resolution they are nf times the frames, too much to keep for K = 100).
 
         The posterior drives the observed intervals, the prior the future ones. Samples are drawn in
-        chunks of ``chunk`` (default: about 64 sequences per decoder call).
+        chunks of ``chunk`` (default: about 64 sequences per decoder call). ``content_from`` (B, T_in, C, H, W):
+        decode with the content variable of these frames instead of x's (the content swap); ``with_observed``:
+        also return the frames of the observed states (T_in - 1) * r + 1 more frames, first.
         """
         b, t_in = x.shape[:2]
         codes, maps = self.encode(x)
-        vector, skip_maps = self.content(codes, maps, random=False)
+        vector, skip_maps = self.content(*((codes, maps) if content_from is None else self.encode(content_from)),
+                                         random=False)
         y_mu, y_sigma = self.initial_state_params(codes)
         posterior = self.posterior_params(codes) if self.stochastic else None
-        start = (t_in - 1) * frame_rate + 1  # first state after the last observed frame
+        start = 0 if with_observed else (t_in - 1) * frame_rate + 1  # else the first state after the last observed frame
         intervals = t_in - 1 + self.out_frames
         draws = num_samples if self.stochastic else 1
         chunk = max(1, min(draws, chunk or 64 // max(1, b)))
@@ -457,11 +514,14 @@ class SRVP(Backbone):
             states, _ = self.rollout_states(y1, intervals, frame_rate, posterior=post)
             f, feat = self.decode(states[:, start:], (rep(vector, k), [rep(m, k) for m in skip_maps]))
             frames.append(f.view(b, k, *f.shape[1:]))
-            features.append(feat.view(b, k, *feat.shape[1:]))
-        frames, features = torch.cat(frames, dim=1), torch.cat(features, dim=1)
+            if keep_features:
+                features.append(feat.view(b, k, *feat.shape[1:]))
+            del feat
+        frames = torch.cat(frames, dim=1)
+        features = torch.cat(features, dim=1) if keep_features else None
         if draws < num_samples:  # deterministic: every sample is the same path
             frames = frames.expand(-1, num_samples, *frames.shape[2:])
-            features = features.expand(-1, num_samples, *features.shape[2:])
+            features = None if features is None else features.expand(-1, num_samples, *features.shape[2:])
         return frames, features
 
     def forward(self, x: Tensor, return_features: bool = False, targets: Tensor | None = None,
@@ -476,9 +536,22 @@ class SRVP(Backbone):
         if self.training:
             out = self._training_pass(x, targets, step)
         else:
-            frames, features = self._generate(x, 1, 1)
-            out = BackboneOutput(frames[:, 0], features[:, 0])
+            frames, features = self._generate(x, 1, 1, keep_features=return_features)
+            out = BackboneOutput(frames[:, 0], None if features is None else features[:, 0])
         return out if return_features else BackboneOutput(out.frames, None, out.aux_losses)
+
+    def content_swap(self, x_content: Tensor, x_dynamics: Tensor) -> Tensor:
+        """The content of one sequence with the dynamics of another: the states of ``x_dynamics`` (its y_1, the
+        posterior over its observed frames, then one prior sample) decoded with the content variable (vector and
+        skip maps) of ``x_content``. Both (B, T_in, C, H, W); returns (B, T_in + T_out, C, H, W), the observed
+        times first. With the same sequence as both it is that sequence's reconstruction and prediction."""
+        self._check_input(x_content, "x_content")
+        self._check_input(x_dynamics, "x_dynamics")
+        if x_content.shape[0] != x_dynamics.shape[0]:
+            raise ValueError(f"srvp: x_content and x_dynamics need the same batch size, got {x_content.shape[0]} "
+                             f"and {x_dynamics.shape[0]}")
+        frames, _ = self._generate(x_dynamics, 1, 1, content_from=x_content, with_observed=True, keep_features=False)
+        return frames[:, 0]
 
     def sample(self, x: Tensor, num_samples: int, frame_rate: int = 1, return_features: bool = False,
                chunk: int | None = None) -> BackboneOutput:
@@ -493,5 +566,5 @@ class SRVP(Backbone):
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.substeps(frame_rate)  # checks frame_rate
-        frames, features = self._generate(x, num_samples, frame_rate, chunk)
-        return BackboneOutput(frames, features if return_features else None)
+        frames, features = self._generate(x, num_samples, frame_rate, chunk, keep_features=return_features)
+        return BackboneOutput(frames, features)

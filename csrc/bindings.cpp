@@ -21,6 +21,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "gradients for means, scales, rotations, amplitudes (the last undefined when need_amplitudes is false)",
         py::arg("means"), py::arg("scales"), py::arg("rotations"), py::arg("amplitudes"), py::arg("grad_out"),
         py::arg("kernel_size"), py::arg("need_amplitudes"));
+  // Built ahead of time (setup.py), the module records what it was built from and for; built on first use, a
+  // record beside it does (pdr/render/_extension.py).
+#ifdef PREDGSPLAT_SOURCES_DIGEST
+  m.attr("sources_digest") = PREDGSPLAT_SOURCES_DIGEST;
+#endif
+#ifdef PREDGSPLAT_CUDA_ARCHS
+  m.attr("cuda_archs") = PREDGSPLAT_CUDA_ARCHS;
+#endif
   m.def("exp_throughput", &predgsplat_exp_throughput,
         "Gaussian-pixel evaluations per second of a register-only microkernel (for tools/bench_render.py)",
         py::arg("blocks"), py::arg("iters"));

@@ -1,6 +1,8 @@
 // predgsplat_math.h: the per-Gaussian math of pdr.render.rasterize_gaussians (docs/renderer.md),
-// shared by the CPU kernels (predgsplat_cpu.cpp) and the CUDA kernels (predgsplat.cu), so that a
-// CPU-only build compiles and tests the same formulas the GPU runs.
+// shared by the CPU kernels (predgsplat_cpu.cpp) and the CUDA kernels (predgsplat_kernels.cuh), so that a
+// CPU-only build compiles and tests the same formulas the GPU runs. The device branches
+// (PREDGSPLAT_DEVICE_CODE) are compiled by nvcc for the GPU, and by the host compiler under the CUDA
+// emulator (emu/cuda_emu.h), which provides the same intrinsics.
 //
 // Per Gaussian: pixel centre, conic (Sigma^-1), window; per pixel: the value exp(-0.5 d^T Sigma^-1 d)
 // and its share of the gradient of (px, py, a, b, c); per Gaussian again: the chain rule from
@@ -15,6 +17,10 @@
 #define PREDGSPLAT_HD __host__ __device__ __forceinline__
 #else
 #define PREDGSPLAT_HD inline
+#endif
+
+#if defined(__CUDA_ARCH__) || defined(CUDA_EMU)
+#define PREDGSPLAT_DEVICE_CODE 1
 #endif
 
 namespace predgsplat {
@@ -36,7 +42,7 @@ struct GeometryGrad {
 
 template <typename T>
 PREDGSPLAT_HD bool is_finite(T v) {
-#if defined(__CUDA_ARCH__)
+#if defined(PREDGSPLAT_DEVICE_CODE)
   return isfinite(v);
 #else
   return std::isfinite(v);
@@ -44,7 +50,7 @@ PREDGSPLAT_HD bool is_finite(T v) {
 }
 
 PREDGSPLAT_HD void sin_cos(float t, float* s, float* c) {
-#if defined(__CUDA_ARCH__)
+#if defined(PREDGSPLAT_DEVICE_CODE)
   sincosf(t, s, c);
 #else
   *s = std::sin(t);
@@ -53,7 +59,7 @@ PREDGSPLAT_HD void sin_cos(float t, float* s, float* c) {
 }
 
 PREDGSPLAT_HD void sin_cos(double t, double* s, double* c) {
-#if defined(__CUDA_ARCH__)
+#if defined(PREDGSPLAT_DEVICE_CODE)
   sincos(t, s, c);
 #else
   *s = std::sin(t);
@@ -89,7 +95,7 @@ inline double cpu_exp(double x) { return std::exp(x); }
 
 template <typename T>
 PREDGSPLAT_HD T gaussian_exp(T x) {
-#if defined(__CUDA_ARCH__)
+#if defined(PREDGSPLAT_DEVICE_CODE)
   if constexpr (sizeof(T) == sizeof(float)) {
     return __expf(x);
   } else {
@@ -101,10 +107,24 @@ PREDGSPLAT_HD T gaussian_exp(T x) {
 }
 
 // Normalized coordinate -> pixel coordinate (align_corners=False), in the torch backend's order of
-// operations so that the window (a floor of it) agrees.
-template <typename T>
-PREDGSPLAT_HD T pixel_coordinate(T m, int size) {
-  return (m + T(1)) * (static_cast<T>(size) / T(2)) - T(0.5);
+// operations and roundings so that the window (a floor of it) agrees. On the device nvcc would contract the
+// multiply and the subtraction into one fused multiply-add, rounded once: at an exact window boundary that
+// can move the window by a pixel, so the device branch rounds each operation (the _rn intrinsics are never
+// contracted).
+PREDGSPLAT_HD float pixel_coordinate(float m, int size) {
+#if defined(PREDGSPLAT_DEVICE_CODE)
+  return __fsub_rn(__fmul_rn(__fadd_rn(m, 1.0f), static_cast<float>(size) / 2.0f), 0.5f);
+#else
+  return (m + 1.0f) * (static_cast<float>(size) / 2.0f) - 0.5f;
+#endif
+}
+
+PREDGSPLAT_HD double pixel_coordinate(double m, int size) {
+#if defined(PREDGSPLAT_DEVICE_CODE)
+  return __dsub_rn(__dmul_rn(__dadd_rn(m, 1.0), static_cast<double>(size) / 2.0), 0.5);
+#else
+  return (m + 1.0) * (static_cast<double>(size) / 2.0) - 0.5;
+#endif
 }
 
 // Centre, conic and window of one Gaussian. radius < 0: no window (every pixel). A Gaussian whose

@@ -98,6 +98,7 @@ class Registry:
         build.__signature__ = sig
         build.__name__ = build.__qualname__ = name
         build.__module__, build.__doc__ = target.__module__, doc
+        build.size_multiple = getattr(target, "size_multiple", None)  # the frame sizes it accepts (pdr.model.padding)
         return self.register(name)(build)
 
     def names(self) -> list[str]:
@@ -133,26 +134,29 @@ class Registry:
 
         ``provided``: arguments that pdr passes itself, left out of the list shown to the user.
         """
-        target = self.get(name)
-        params = signature(target).parameters
-        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        accepted = [
-            n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in provided
-        ]
+        params = signature(self.get(name)).parameters
+        accepted = self.argument_names(name, provided)
         out = {}
         for key, value in kwargs.items():
-            if key not in accepted:
-                if open_ended:
-                    out[key] = value
-                    continue
-                hint = closest_hint(key, accepted)
-                raise _key_error(f"{where}.{key}", f"unknown argument of {self.kind} {name!r}.{hint} "
-                                                   f"Accepted: {', '.join(accepted)}")
+            if accepted is not None and key not in accepted:
+                raise _key_error(f"{where}.{key}", f"unknown argument of {self.kind} {name!r}.{closest_hint(key, accepted)} "
+                                                   f"Accepted: {', '.join(accepted)}" if accepted else
+                                 f"{self.kind} {name!r} takes no arguments")
+            if key not in params:  # taken by **kwargs
+                out[key] = value
+                continue
             try:
                 out[key] = check_argument(value, params[key].annotation, params[key].default)
             except ArgumentTypeError as err:
                 raise _key_error(f"{where}.{key}", f"{self.kind} {name!r} {err}") from None
         return out
+
+    def argument_names(self, name: str, provided: tuple[str, ...] = ()) -> list[str] | None:
+        """The keyword arguments the entry ``name`` takes, less ``provided``; None when it takes any (``**kwargs``)."""
+        params = signature(self.get(name)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+        return [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in provided]
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"

@@ -68,9 +68,10 @@ def save_prediction_grid(
     pred: np.ndarray | dict[str, np.ndarray],
     title: str = "",
     max_frames: int = 10,
+    row_labels: tuple[str, str] = ("input", "truth"),
 ) -> Path:
     """The figure of ``prediction_grid_figure`` written as a PNG at ``path``."""
-    return _save(prediction_grid_figure(inputs, truth, pred, title, max_frames), path, dpi=90)
+    return _save(prediction_grid_figure(inputs, truth, pred, title, max_frames, row_labels), path, dpi=90)
 
 
 def prediction_grid_figure(
@@ -79,13 +80,16 @@ def prediction_grid_figure(
     pred: np.ndarray | dict[str, np.ndarray],
     title: str = "",
     max_frames: int = 10,
+    row_labels: tuple[str, str] = ("input", "truth"),
 ):
     """One block of rows per sequence: input, truth, then one row per prediction (a laid-out Figure).
 
     inputs (S, T_in, C, H, W), truth (S, T_out, C, H, W), values in display range [0, 1]; ``pred`` is one
     (S, T_out, C, H, W) array (row label "prediction") or ``{row label: array}`` to show several models'
     predictions of the same sequences in adjacent rows. Data with neither 1 nor 3 channels shows channel 0
-    with a colour map.
+    with a colour map. ``row_labels``: the labels of the first two rows of a block. The first block's input and
+    truth rows carry each frame's index in the whole sequence (inputs t=1..T_in, truth and predictions
+    t=T_in+1...).
     """
     plt = _pyplot()
     preds = pred if isinstance(pred, dict) else {"prediction": pred}
@@ -96,7 +100,7 @@ def prediction_grid_figure(
     vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
     fig, axes = plt.subplots(per_block * s, cols, figsize=(1.1 * cols, 1.2 * per_block * s), squeeze=False)
     for k in range(s):
-        rows = [("input", inputs[k]), ("truth", truth[k])] + [(label, p[k]) for label, p in preds.items()]
+        rows = [(row_labels[0], inputs[k]), (row_labels[1], truth[k])] + [(label, p[k]) for label, p in preds.items()]
         for r, (label, frames) in enumerate(rows):
             for c in range(cols):
                 ax = axes[per_block * k + r, c]
@@ -109,8 +113,8 @@ def prediction_grid_figure(
                     ax.axis("off")
                 if c == 0:  # horizontal: a rotated label longer than the row is cut by its neighbours
                     ax.set_ylabel(_wrap_label(label), fontsize=7, rotation=0, ha="right", va="center")
-                if k == 0 and r == 0:
-                    ax.set_title(f"t={c + 1}", fontsize=7)
+                if k == 0 and r < 2 and c < frames.shape[0]:  # inputs are t=1..T_in, the future t=T_in+1...
+                    ax.set_title(f"t={c + 1 + (t_in if r == 1 else 0)}", fontsize=7)
     return _layout(fig, title)
 
 
@@ -149,22 +153,31 @@ def metric_curves_figure(curves: dict, title: str = ""):
     return _layout(fig, title)
 
 
-def save_training_curves(path: str | Path, history: list[dict],
+def save_training_curves(path: str | Path, rows: list[dict],
                          keys: Sequence[str] = ("train/loss", "val/loss", "val/mse", "val/psnr", "val/ssim")) -> Path:
-    """One panel per logged value against the epoch; ``history`` holds the rows of metrics.csv."""
+    """One panel per logged value against the optimiser step; ``rows`` are those of metrics.csv (a row without a
+    value for a key, or an empty one, adds no point to its panel). Panels without any point are left out."""
     plt = _pyplot()
-    epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o")
+    series = {}
+    for key in keys:
+        points = [(int(row["step"]), float(row[key])) for row in rows if row.get(key) not in (None, "")]
+        if points:
+            series[key] = sorted(points)
+    series = series or {keys[0]: []}
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8), squeeze=False)
+    for ax, (key, points) in zip(axes[0], series.items()):
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3)
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     return _finish(fig, path, "", dpi=100)
 
 
-def _to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """(T, C, H, W) in display range -> uint8 (T, H, W, 3): RGB as is, 1 channel grey, others channel 0 in viridis."""
+def frames_to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(T, C, H, W) in display range -> uint8 (T, H, W, 3): RGB as is (clipped to [0, 1]), 1 channel grey and other
+    channel counts channel 0 in viridis, both scaled from [vmin, vmax]."""
     if frames.shape[1] == 3:
         rgb = np.clip(frames.transpose(0, 2, 3, 1), 0, 1)
     else:
@@ -181,34 +194,42 @@ def _to_rgb8(frames: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 def save_sequence_gif(
     path: str | Path,
     inputs: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     pred: np.ndarray,
     fps: float = 4.0,
     min_height: int = 128,
+    value_range: tuple[float, float] | None = None,
 ) -> Path:
     """An animated GIF of one sequence: the observed frames, then truth and prediction side by side.
 
-    inputs (T_in, C, H, W), truth and pred (T_out, C, H, W), values in display range [0, 1] (colours as in
-    ``save_prediction_grid``). Frames are enlarged by an integer factor to at least ``min_height`` pixels
-    and each carries a caption with its index in the whole sequence ("observed t=3", "truth t=11"). The
-    GIF loops and holds its last frame for a second.
+    inputs (T_in, C, H, W), pred (T_out, C, H, W), truth (T_true, C, H, W) with T_true <= T_out (predicted frames
+    past the truth show an empty truth panel) or None (only the prediction is shown after the inputs); values in
+    display range [0, 1] (colours as in ``save_prediction_grid``; grey and other channel counts are scaled from
+    ``value_range``, by default the range of inputs and truth). Frames are enlarged by an integer factor to at least
+    ``min_height`` pixels and each carries a caption with its index in the whole sequence ("observed t=3",
+    "truth t=11"). The GIF loops and holds its last frame for a second.
     """
     import imageio.v3 as iio
     from PIL import Image, ImageDraw, ImageFont
 
-    if inputs.ndim != 4 or truth.shape != pred.shape or truth.ndim != 4 or inputs.shape[1:] != truth.shape[1:]:
-        raise ValueError(f"expected inputs (T_in, C, H, W) and truth, pred (T_out, C, H, W) with the same C, H, W, "
-                         f"got {inputs.shape}, {truth.shape}, {pred.shape}")
-    vmin, vmax = float(min(inputs.min(), truth.min())), float(max(inputs.max(), truth.max()))
-    observed, true, predicted = (_to_rgb8(a, vmin, vmax) for a in (inputs, truth, pred))
+    if (inputs.ndim != 4 or pred.ndim != 4 or inputs.shape[1:] != pred.shape[1:]
+            or truth is not None and (truth.ndim != 4 or truth.shape[1:] != pred.shape[1:] or len(truth) > len(pred))):
+        raise ValueError(f"expected inputs (T_in, C, H, W), pred (T_out, C, H, W) and truth (T <= T_out, C, H, W) or "
+                         f"None with the same C, H, W, got {inputs.shape}, {None if truth is None else truth.shape}, "
+                         f"{pred.shape}")
+    shown = inputs if truth is None else np.concatenate([inputs, truth])
+    vmin, vmax = value_range if value_range is not None else (float(shown.min()), float(shown.max()))
+    observed, predicted = frames_to_rgb8(inputs, vmin, vmax), frames_to_rgb8(pred, vmin, vmax)
+    true = None if truth is None else frames_to_rgb8(truth, vmin, vmax)
     h, w = inputs.shape[2:]
     scale = max(1, -(-min_height // h))
     panel_w, panel_h, gap, header = w * scale, h * scale, 6, 18
+    panels = 1 if truth is None else 2
     font = ImageFont.load_default(size=12)
 
-    def canvas(left: np.ndarray, right: np.ndarray | None, left_text: str, right_text: str) -> np.ndarray:
-        image = Image.new("RGB", (2 * panel_w + gap, header + panel_h), "white")
-        for i, (frame, text) in enumerate(((left, left_text), (right, right_text))):
+    def canvas(*columns: tuple[np.ndarray | None, str]) -> np.ndarray:
+        image = Image.new("RGB", (panels * panel_w + (panels - 1) * gap, header + panel_h), "white")
+        for i, (frame, text) in enumerate(columns):
             x = i * (panel_w + gap)
             if frame is not None:
                 image.paste(Image.fromarray(frame).resize((panel_w, panel_h), Image.NEAREST), (x, header))
@@ -218,9 +239,14 @@ def save_sequence_gif(
         return np.asarray(image)
 
     t_in = len(observed)
-    frames = [canvas(f, None, f"observed t={t + 1}", "") for t, f in enumerate(observed)]
-    frames += [canvas(a, b, f"truth t={t_in + t + 1}", f"prediction t={t_in + t + 1}")
-               for t, (a, b) in enumerate(zip(true, predicted))]
+    frames = [canvas((f, f"observed t={t + 1}"), *[(None, "")] * (panels - 1)) for t, f in enumerate(observed)]
+    for t, p in enumerate(predicted):
+        caption = f"prediction t={t_in + t + 1}"
+        if true is None:
+            frames.append(canvas((p, caption)))
+        else:
+            frames.append(canvas((true[t], f"truth t={t_in + t + 1}") if t < len(true) else (None, "no truth"),
+                                 (p, caption)))
     durations = [1000 / fps] * (len(frames) - 1) + [1000.0]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

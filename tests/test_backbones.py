@@ -355,7 +355,7 @@ def test_num_hidden_accepts_openstl_strings():
     ({"name": "convlstm", "num_hidden": []}, "num_hidden"),
     ({"name": "convlstm", "filter_size": 4}, "filter_size"),
     ({"name": "convlstm", "stride": 2}, "stride"),
-    ({"name": "convlstm", "patch_size": 3}, "patch_size"),
+    ({"name": "convlstm", "patch_size": 0}, "patch_size"),
     ({"name": "convlstm", "layer_norm": 2}, "layer_norm"),
     ({"name": "predrnn", "num_hidden": [8, 16]}, "num_hidden"),
     ({"name": "predrnn", "sampling_start_value": 2.0}, "sampling_start_value"),

@@ -134,6 +134,69 @@ def test_moving_mnist_bad_inputs(tmp_path):
         build("moving_mnist", "test", root=str(tmp_path), val_digits=5, test_digits=5)
 
 
+def _bounces(path: np.ndarray, canvas: int, speed: float):
+    """The clean wall hits of a trajectory (T, 2) on a canvas of 10^9 pixels: (velocity before, {axis: +1 after a hit of the
+    wall at 0, -1 after one at the far wall}, velocity after), where the steps around the hit are free ones.
+
+    A free step has the full length ``speed``; the step that hits a wall is folded back, so it is shorter. The
+    velocity before is the last free step; a hit axis is one where continuing it would leave [0, canvas]."""
+    steps = np.diff(path.astype(np.float64), axis=0)
+    free = np.abs(np.linalg.norm(steps, axis=1) - speed) <= 2
+    for t in range(1, len(steps) - 1):
+        if free[t - 1] and not free[t] and free[t + 1]:
+            v = steps[t - 1]
+            ahead = path[t] + v
+            walls = {a: (1 if ahead[a] < 0 else -1) for a in range(2) if not 0 <= ahead[a] <= canvas}
+            if walls:
+                yield v, walls, steps[t + 1]
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_moving_mnist_bounces_mirror_or_take_a_new_random_direction(stochastic):
+    """Between hits a digit keeps its velocity. At a hit, Moving MNIST mirrors it; Stochastic Moving MNIST draws a
+    new direction, at the same speed, that leaves the wall."""
+    from pdr.data.moving_mnist import bouncing_trajectory
+
+    canvas, step = 10**9, 0.13  # rounding to whole "pixels" is then negligible, and so is a fold's length
+    speed = step * canvas
+    hits, mirrored = 0, 0
+    for seed in range(30):
+        path = bouncing_trajectory(np.random.default_rng(seed), 60, canvas, step, stochastic=stochastic)
+        moves = np.diff(path.astype(np.float64), axis=0)
+        free = np.abs(np.linalg.norm(moves, axis=1) - speed) <= 2
+        for t in range(1, len(moves)):
+            if free[t] and free[t - 1]:
+                np.testing.assert_allclose(moves[t], moves[t - 1], atol=2)
+        for before, walls, after in _bounces(path, canvas, speed):
+            hits += 1
+            mirror = before * np.array([-1.0 if a in walls else 1.0 for a in range(2)])
+            mirrored += bool(np.allclose(after, mirror, atol=2))
+            for axis, away in walls.items():
+                assert np.sign(after[axis]) == away
+    assert hits > 20
+    assert mirrored == (0 if stochastic else hits)
+
+
+def test_stochastic_moving_mnist_test_split_is_fixed_by_the_seed(real_mnist):
+    kw = dict(root=str(real_mnist), stochastic=True, seq_len=25, num_test=6)
+    a, b = build("moving_mnist", "test", 5, 20, seed=1, **kw), build("moving_mnist", "test", 5, 20, seed=1, **kw)
+    other = build("moving_mnist", "test", 5, 20, seed=2, **kw)
+    assert len(a) == 6 and all(np.array_equal(a.sequence(i), b.sequence(i)) for i in range(6))
+    assert not any(np.array_equal(a.sequence(i), other.sequence(i)) for i in range(6))
+    plain = build("moving_mnist", "test", 5, 20, seed=1, **{**kw, "stochastic": False})
+    assert any(not np.array_equal(a.trajectories(i), plain.trajectories(i)) for i in range(6))
+    assert np.array_equal(a.trajectories(0)[0, :2], plain.trajectories(0)[0, :2])  # the first digit's start
+
+
+def test_stochastic_moving_mnist_never_reads_the_deterministic_test_file(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", fake_digits(40))
+    np.save(tmp_path / "mnist_test_seq.npy", np.zeros((20, 3, 64, 64), np.uint8))
+    kw = dict(root=str(tmp_path), val_digits=5, test_digits=5, num_test=7)
+    assert len(build("moving_mnist", "test", 10, 10, **kw)) == 3  # the standard file
+    stochastic = build("moving_mnist", "test", 10, 10, stochastic=True, **kw)
+    assert len(stochastic) == 7 and stochastic.sequence(0).max() > 0  # generated
+
+
 # ----------------------------------------------------------------------------- TaxiBJ
 
 def write_taxibj_npz(path: Path, n_train=30, n_test=8, frames=4):

@@ -51,7 +51,7 @@ def root(tmp_path):
 
 def build(root, split="test", in_frames=4, out_frames=3, **kwargs):
     return DATASETS.build("clevrer", split=split, in_frames=in_frames, out_frames=out_frames, root=str(root),
-                          **{**RANGES, "img_size": 16, **kwargs})
+                          **{**RANGES, "image_size": 16, **kwargs})
 
 
 def test_shapes_range_and_resize(root):
@@ -61,7 +61,7 @@ def test_shapes_range_and_resize(root):
     assert x.shape == (4, 3, 16, 16) and y.shape == (3, 3, 16, 16)
     assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert float(x.max()) > 0.8 and float(x.min()) < 0.35  # the bright square on the grey background
-    assert ds.frame_shape(img_size=16) == (3, 16, 16) and ds.mean == 0.0 and ds.std == 1.0
+    assert ds.frame_shape(image_size=16) == (3, 16, 16) and ds.mean == 0.0 and ds.std == 1.0
 
 
 def test_collision_labels_at_the_right_steps(root):

@@ -179,8 +179,8 @@ def test_a_choice_among_names_is_checked(tmp_path):
     path = write(tmp_path / "c.yaml", {**BASE, "data": {"name": "clevrer", "in_frames": 2, "out_frames": 2}})
     with pytest.raises(ConfigError) as info:
         load_config(path, ["data.flow_method=raft"])
-    assert str(info.value) == ("--set: data.flow_method: dataset 'clevrer' expected one of 'raft_large', "
-                               "'farneback' (default: 'raft_large'), got str 'raft'")
+    assert str(info.value) == ("--set: data.flow_method: dataset 'clevrer' expected one of 'auto', 'raft_large', "
+                               "'farneback' (default: 'auto'), got str 'raft'")
     assert load_config(path, ["data.flow_method=farneback"])["data"]["flow_method"] == "farneback"
 
 

@@ -124,7 +124,7 @@ def test_latent_flow_without_collision_labels_trains_under_two_processes(repo, t
     """Heads whose loss a batch does not have (collision: no labels in bouncing_sprites) still take part in
     every step, as DistributedDataParallel requires."""
     work = tmp_path / "lf"
-    small = ["data.size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5",
+    small = ["data.image_size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5",
              "data.num_train=8", "data.num_val=2", "data.batch_size=4", "model.backbone.nf=8",
              "model.backbone.hidden=8", "model.backbone.layers=1", "model.backbone.perceptual=random",
              "model.backbone.temporal_checkpoint=null", "train.max_steps=3", "train.log_every=1",

@@ -18,6 +18,7 @@ def fake_commands(work):
                       "ms_per_step": 10.0, "spread_ms": 0.0, "peak_mb": None, "parameters": 5}]}
     return {
         "build": [[PY, "-c", "import sys; print('compiler says no'); sys.exit(3)"]],
+        "doctor": [[PY, "-c", "print('[  ok] torch')"]],
         "tests": [[PY, "-c", "import time; print('started', flush=True); time.sleep(60)"]],
         "bench_render": [[PY, "-c", f"import json; json.dump({render!r}, open({str(work / 'bench_render.json')!r}, 'w'));"
                                     "print('| a | table |')"]],
@@ -50,6 +51,7 @@ def test_failed_and_hung_steps_do_not_stop_the_later_ones(tmp_path, monkeypatch,
     summary = json.loads((out / "summary.json").read_text())["steps"]
     assert summary["build"]["status"] == "failed (exit 3)"
     assert summary["tests"]["status"] == "timed out after 3 s" and summary["tests"]["seconds"] < 20
+    assert summary["doctor"]["status"] == "ok" and "[  ok] torch" in summary["doctor"]["tail"]
     assert summary["bench_render"]["status"] == "ok"
     assert summary["bench_render"]["results"]["rows"][0]["forward_frames_per_s"] == 1.0
     assert summary["bench_train_step"]["status"] == "ok"

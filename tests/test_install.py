@@ -16,8 +16,8 @@ import pytest
 from pdr.optional import MissingDependencyError, require
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("pdr-train", "pdr-eval", "pdr-compare", "pdr-infer", "pdr-prepare-data", "pdr-precompute-flow",
-           "pdr-bench-render", "pdr-bench-train-step")
+SCRIPTS = ("pdr-train", "pdr-eval", "pdr-compare", "pdr-infer", "pdr-predict", "pdr-prepare-data",
+           "pdr-precompute-flow", "pdr-bench-render", "pdr-bench-train-step", "pdr-doctor")
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "pdr", "adapters", "backbones", "csrc", "configs", "tools")
 TINY = [
     "model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2",
@@ -67,8 +67,8 @@ def test_the_installed_copy_is_imported_and_ships_configs_and_sources(installed)
     module, configs, csrc = map(Path, proc.stdout.split())
     assert site in module.parents and site in configs.parents and site in csrc.parents
     assert (configs / "demo" / "simvp.yaml").is_file() and (configs / "_base_" / "data" / "taxibj.yaml").is_file()
-    sources = {p.name for p in (REPO / "csrc").iterdir() if p.suffix in (".cu", ".cpp", ".h", ".cuh")}
-    assert sources and sources <= {p.name for p in csrc.iterdir()}
+    sources = {p.relative_to(REPO / "csrc") for p in (REPO / "csrc").rglob("*") if p.suffix in (".cu", ".cpp", ".h", ".cuh")}
+    assert sources and sources <= {p.relative_to(csrc) for p in csrc.rglob("*")}
 
 
 USAGE_LINES = """

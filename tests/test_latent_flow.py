@@ -241,7 +241,7 @@ def test_ttt_lowers_the_flow_loss_of_the_video_it_adapts_to_and_the_reset_is_exa
 
 # ----------------------------------------------------------------------------- phases through the Trainer
 
-SMALL = ["data.size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5", "data.num_train=4",
+SMALL = ["data.image_size=16", "data.sprite_size=[3,6]", "data.in_frames=3", "data.out_frames=2", "data.seq_len=5", "data.num_train=4",
          "data.num_val=2", "data.num_test=2", "data.batch_size=2", "train.log_every=1", "train.tensorboard=false",
          "eval.metrics=[mse,psnr]", "model.backbone.nf=8", "model.backbone.hidden=8", "model.backbone.layers=1",
          "model.backbone.perceptual=random"]
@@ -291,7 +291,7 @@ def _write_video(folder, frames=5, size=16):
 
     from pdr.data.synthetic import BouncingSprites
 
-    seq = BouncingSprites("test", 1, frames - 1, num_test=1, seq_len=frames, size=size, sprite_size=(3.0, 6.0)).sequence(0)
+    seq = BouncingSprites("test", 1, frames - 1, num_test=1, seq_len=frames, image_size=size, sprite_size=(3.0, 6.0)).sequence(0)
     folder.mkdir(parents=True)
     for i, frame in enumerate(seq):
         iio.imwrite(folder / f"frame_{i}.png", (frame.transpose(1, 2, 0) * 255).round().astype(np.uint8))
@@ -316,6 +316,21 @@ def test_infer_end_to_end(phases, tmp_path, run, ttt):
     for name in ("vid_a", "vid_b"):
         assert (out / f"{name}.gif").is_file()
         assert sorted(p.name for p in (out / name).glob("*.png")) == ["pred_000.png", "pred_001.png"]
+
+
+def test_pdr_predict_on_latent_flow_runs(phases, tmp_path, capsys):
+    """pdr-predict serves the joint phase's run like any other (a rollout past its 2 trained frames); the vae phase
+    predicts nothing and is refused."""
+    from pdr.cli.predict import main
+
+    _write_video(tmp_path / "clip", frames=6)
+    out = tmp_path / "out"
+    argv = ["--checkpoint", "last", "--input", str(tmp_path / "clip"), "--out", str(out), "--frames", "4", "--no-progress"]
+    assert main([str(phases["root"] / "joint"), *argv]) == 0
+    assert sorted(p.name for p in (out / "clip").iterdir()) == [f"pred_{i:03d}.png" for i in range(4)]
+    assert json.loads((out / "metrics.json").read_text())["clips"]["clip"]["compared_frames"] == 3
+    assert main([str(phases["root"] / "vae"), *argv]) == 2
+    assert "reconstructs frames and predicts none yet" in capsys.readouterr().err
 
 
 def test_infer_friendly_errors(phases, tmp_path, capsys):
@@ -387,7 +402,7 @@ def _write_clevrer(root, videos=4, frames=8, size=24):
         (root / f"annotation_{index:05d}.json").write_text(json.dumps(annotation))
 
 
-CLEVRER_TINY = ["data.img_size=16", "data.in_frames=3", "data.out_frames=2", "data.train_videos=[0,2]",
+CLEVRER_TINY = ["data.image_size=16", "data.in_frames=3", "data.out_frames=2", "data.train_videos=[0,2]",
                 "data.val_videos=[2,3]", "data.test_videos=[3,4]", "data.batch_size=2", "data.num_workers=0",
                 "model.backbone.vae_checkpoint=null", "model.backbone.nf=8", "model.backbone.hidden=8",
                 "model.backbone.layers=1", "model.backbone.levels=2", "model.backbone.perceptual=random",
@@ -422,7 +437,7 @@ def test_precomputed_flows_are_resized_with_their_vectors_and_required(tmp_path)
     backward[:, 0] = 3.0  # 3 pixels right at 24x24 -> 2 pixels at 16x16
     np.savez(tmp_path / "video_00000_flow.npz", backward=backward, forward=-backward,
              visible=np.ones((7, 1, 24, 24), np.uint8), method="farneback")
-    ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16,
+    ds = DATASETS.build("clevrer", split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16,
                         train_videos=[0, 1], val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed",
                         return_flows=True, flow_method="farneback")
     _, _, extras = ds[0]
@@ -490,12 +505,290 @@ def test_a_flow_cache_of_another_method_is_refused(tmp_path):
     flows = {"backward": np.zeros((7, 2, 16, 16), np.float16), "forward": np.zeros((7, 2, 16, 16), np.float16),
              "visible": np.ones((7, 1, 16, 16), np.uint8), "method": "farneback"}
     np.savez(tmp_path / "video_00000_flow.npz", **flows)
-    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), img_size=16, train_videos=[0, 1],
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16, train_videos=[0, 1],
                   val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
     with pytest.raises(DataError, match=r"video_00000_flow.npz: flows made with farneback, but data.flow_method "
-                                        r"asks for raft_large; .*precompute_flow.py --method raft"):
-        DATASETS.build("clevrer", **common)[0]
+                                        r"asks for raft_large; .*precompute_flow.py --method raft_large"):
+        DATASETS.build("clevrer", flow_method="raft_large", **common)[0]
     _, _, extras = DATASETS.build("clevrer", flow_method="farneback", **common)[0]
     assert extras["flow_backward"].shape == (4, 2, 16, 16)
     with pytest.raises(DataError, match="data.flow_method must be one of"):
         DATASETS.build("clevrer", flow_method="raft", **common)
+
+
+# ----------------------------------------------------------------------------- the residual target
+
+def _shift_left_by_one(z):
+    """z(p + (1, 0)) with border replication: the backward warp by a flow of one pixel in x, by slicing."""
+    return torch.cat([z[..., 1:], z[..., -1:]], dim=-1)
+
+
+def test_residual_target_is_what_the_target_warp_and_fill_miss():
+    from pdr.backbones.latent_flow.warp import residual_target
+
+    torch.manual_seed(0)
+    z_t, delta, fill = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6)
+    flow = torch.zeros(2, 2, 6, 6)
+    flow[:, 0] = 1.0
+    z_next = _shift_left_by_one(z_t) + delta
+    visible = torch.ones(2, 1, 6, 6)
+    torch.testing.assert_close(residual_target(z_t, z_next, flow, visible, fill), delta)
+    visible[:, :, :3] = 0.0  # the top half was hidden in t: the composition shows the background there
+    expected = torch.where(visible.bool(), delta, z_next - fill)
+    torch.testing.assert_close(residual_target(z_t, z_next, flow, visible, fill), expected)
+
+
+def _flat_flows(n_pairs, size=16):
+    """Precomputed targets 'nothing moves, everything visible': (1, n, 2, H, W) zeros and (1, n, 1, H, W) ones."""
+    return torch.zeros(1, n_pairs, 2, size, size), torch.ones(1, n_pairs, 1, size, size)
+
+
+def test_residual_loss_is_no_longer_the_latent_loss():
+    """With zero target flows and full visibility the residual target is z_{t+1} - z_t, computed here from the
+    encoder alone; the residual loss is the L1 of the residual head to it, and differs from the latent loss."""
+    net = tiny_net("temporal", flow_targets="precomputed").train()
+    torch.manual_seed(2)
+    x, y = torch.rand(1, 3, 3, 16, 16), torch.rand(1, 2, 3, 16, 16)
+    out = net(x, targets=y, flow_backward=_flat_flows(4)[0], flow_visible=_flat_flows(4)[1])
+    raw = net.raw_losses
+    with torch.no_grad():
+        z = net.encode(torch.cat([x, y], 1))[0]
+        roll = net.rollout(z[:, :3], 2)
+    assert raw["residual"] == pytest.approx((roll["residual"] - (z[:, 1:] - z[:, :-1])).abs().mean().item(), rel=1e-5)
+    assert raw["latent"] == pytest.approx((roll["next"] - z[:, 1:]).abs().mean().item(), rel=1e-5)
+    assert abs(raw["residual"] - raw["latent"]) > 0.01 * raw["latent"]  # equal, step for step, before
+    assert out.aux_losses["lf_residual"].item() != pytest.approx(out.aux_losses["lf_latent"].item(), rel=1e-3)
+
+
+@pytest.fixture
+def one_thread():
+    """Many small optimiser steps: on a shared CPU, threads that wait for each other make them far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_residual_head_learns_what_warping_misses():
+    """Trained on the residual loss alone (nothing moves per the flow targets), the residual head's output
+    approaches z_{t+1} - z_t, the change no warp explains."""
+    net = tiny_net("temporal", flow_targets="precomputed", size=16).train()
+    torch.manual_seed(3)
+    x, y = torch.rand(1, 3, 3, 16, 16), torch.rand(1, 2, 3, 16, 16)
+    flows = _flat_flows(4)
+    with torch.no_grad():
+        z = net.encode(torch.cat([x, y], 1))[0]
+    target = z[:, 1:] - z[:, :-1]
+
+    def error():
+        with torch.no_grad():
+            return (net.rollout(z[:, :3], 2)["residual"] - target).abs().mean().item()
+
+    before = error()
+    opt = torch.optim.Adam(net.temporal.residual_head.parameters(), lr=1e-2)
+    for _ in range(80):  # lf_residual = exp(-s) L + s with s = 0: the residual loss itself
+        loss = net(x, targets=y, flow_backward=flows[0], flow_visible=flows[1]).aux_losses["lf_residual"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert error() < 0.3 * before
+
+
+def test_without_flow_targets_there_is_no_residual_loss():
+    net = tiny_net("temporal", flow_targets="none").train()
+    aux = net(torch.rand(1, 3, 3, 16, 16), targets=torch.rand(1, 2, 3, 16, 16)).aux_losses
+    assert set(aux) == {"lf_latent", "lf_warp"}
+
+
+# ----------------------------------------------------------------------------- a random rollout length
+
+def test_training_horizon_is_drawn_per_step_in_the_range():
+    net = tiny_net("temporal", t_out=4, train_out_frames=[1, 3])
+    draws = [net.training_horizon(step) for step in range(60)]
+    assert set(draws) == {1, 2, 3}
+    assert draws == [net.training_horizon(step) for step in range(60)]  # a resumed run draws the same
+    assert tiny_net("temporal", t_out=4).training_horizon(5) == 4
+    for bad in ([0, 2], [3, 2], [1, 5], [2]):
+        with pytest.raises(ValueError, match="train_out_frames"):
+            tiny_net("temporal", t_out=4, train_out_frames=bad)
+
+
+@pytest.mark.parametrize("phase", ["temporal", "joint"])
+def test_a_shorter_training_horizon_is_the_model_trained_on_those_frames(phase):
+    """A step that draws n frames gives the frames and the per-frame losses of a model asked for n frames:
+    the same weights with out_frames = n (the loss is a mean over the frames of the step)."""
+    short = tiny_net(phase, t_out=4, train_out_frames=[2, 2], flow_targets="none").train()
+    plain = tiny_net(phase, t_out=2, flow_targets="none").train()
+    plain.load_state_dict(short.state_dict())
+    x, y = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 4, 3, 16, 16)
+    torch.manual_seed(4)
+    a = short(x, targets=y, step=7, collision=torch.zeros(2, 4))
+    raw_a = dict(short.raw_losses)
+    torch.manual_seed(4)
+    b = plain(x, targets=y[:, :2], step=7, collision=torch.zeros(2, 2))
+    assert a.frames.shape == (2, 2, 3, 16, 16)
+    torch.testing.assert_close(a.frames, b.frames, rtol=0, atol=0)
+    assert raw_a == plain.raw_losses and set(raw_a) >= {"latent", "warp", "collision"}
+    short.eval()
+    assert short(x).frames.shape == (2, 4, 3, 16, 16)  # eval predicts every frame
+
+
+def test_the_trainer_scores_the_frames_of_the_drawn_horizon(tmp_path):
+    from pdr.engine import Trainer
+    from pdr.model import create_model
+
+    model = create_model({"name": "latent_flow", **TINY, "phase": "temporal", "train_out_frames": [1, 2]},
+                         (3, 3, 16, 16), 4).train()
+    out = model(torch.rand(2, 3, 3, 16, 16), targets=torch.rand(2, 4, 3, 16, 16), step=0, return_output=True)
+    assert out.frames.shape[1] == model.backbone.training_horizon(0) < 4  # the rollout stops at the drawn horizon
+    cfg = _cfg("temporal", "data.out_frames=4", "data.seq_len=7", "model.backbone.train_out_frames=[1,3]",
+               "train.max_steps=3", "model.backbone.vae_checkpoint=null")
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    row = trainer.fit()
+    assert math.isfinite(row["val/mse"]) and trainer.global_step == 3
+
+
+# ----------------------------------------------------------------------------- the adversarial term of the VAE
+
+def test_adversarial_term_off_changes_nothing():
+    net = tiny_net("vae")
+    assert net.adversarial is None and not any("adversarial" in k for k in net.state_dict())
+    assert set(net.train()(torch.rand(1, 3, 3, 16, 16), targets=torch.rand(1, 2, 3, 16, 16)).aux_losses) == {
+        "lf_recon", "lf_perceptual", "lf_kl"}
+    for phase in ("temporal", "joint"):  # the other phases ignore lambda_adv (a joint config inherits it)
+        assert tiny_net(phase, lambda_adv=0.1).adversarial is None
+    with pytest.raises(ValueError, match="lambda_adv"):
+        tiny_net("vae", lambda_adv=-1.0)
+
+
+def test_adversarial_term_trains_the_discriminator_and_reaches_the_vae_only():
+    net = tiny_net("vae", lambda_adv=0.5, disc_nf=8).train()
+    disc_before = {k: v.clone() for k, v in net.adversarial.disc.state_dict().items()}
+    out = net(torch.rand(2, 3, 3, 16, 16), targets=torch.rand(2, 2, 3, 16, 16))
+    assert {"lf_adv", "lf_recon"} <= set(out.aux_losses) and {"adv", "disc"} <= set(net.raw_losses)
+    assert out.aux_losses["lf_adv"].item() == pytest.approx(0.5 * net.raw_losses["adv"], rel=1e-5)
+    assert net.adversarial.steps_taken == 1
+    assert any(not torch.equal(v, disc_before[k]) for k, v in net.adversarial.disc.state_dict().items())
+    out.aux_losses["lf_adv"].backward()
+    assert all(p.grad is None for p in net.adversarial.parameters())  # the VAE's term never trains D
+    assert net.vae.readout.weight.grad is not None and net.vae.readout.weight.grad.abs().sum() > 0
+    assert not any(p is q for p in net.adversarial.parameters() for q in net.parameters() if q.requires_grad)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_discriminator_learns_to_tell_real_from_fake():
+    from pdr.backbones.latent_flow.adversarial import AdversarialTerm
+
+    torch.manual_seed(0)
+    term = AdversarialTerm(3, nf=8, lr=2e-3)
+    real = torch.rand(8, 3, 16, 16).round()  # black and white patterns
+    fake = torch.full((8, 3, 16, 16), 0.5)  # grey
+    losses = [term.update(real, fake).item() for _ in range(40)]
+    assert losses[-1] < 0.3 * losses[0]
+    assert term.steps_taken == 40
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_adversarial_state_is_checkpointed_and_resumed(tmp_path):
+    """An interrupted vae-phase run with the discriminator, resumed, ends with the weights and the discriminator's
+    Adam state of a run that was not interrupted."""
+    from pdr.engine import Trainer
+
+    # epochs of 2 steps: the interrupted run stops at an epoch's end, where the straight one goes on
+    common = ["model.backbone.lambda_adv=0.1", "model.backbone.disc_nf=8", "schedule.name=constant"]
+    Trainer(_cfg("vae", *common, "train.max_steps=4"), tmp_path / "straight", show_progress=False).fit()
+    Trainer(_cfg("vae", *common, "train.max_steps=2"), tmp_path / "resumed", show_progress=False).fit()
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert state["backbone.adversarial.adam_step_0"].item() == 2
+    resumed = Trainer(_cfg("vae", *common, "train.max_steps=4"), tmp_path / "resumed", resume=True,
+                      show_progress=False)
+    for k, v in resumed.model.state_dict().items():  # every buffer of D's optimizer came back
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+    resumed.fit()
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert final["backbone.adversarial.adam_step_0"].item() == 4
+    for k, v in straight.items():
+        torch.testing.assert_close(final[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+# ----------------------------------------------------------------------------- test-time training in tools/eval.py
+
+def test_eval_measures_every_metric_of_the_ttt_model(phases, capsys):
+    """tools/eval.py --ttt: each test sequence predicted after its own TTT (the values of predict_with_ttt on
+    it), every metric asked for, a row of its own, the trained weights untouched."""
+    from pdr.cli.eval import main as eval_main
+    from pdr.results.evaluation import evaluate_run
+    from pdr.metrics import evaluate
+    from pdr.results.load import load_run
+
+    run = phases["root"] / "joint"
+    metrics = ["mse", "mae", "psnr", "ssim", "sharpness"]
+    plain = evaluate_run(run, checkpoint="last", metrics=metrics, save_images=False)
+    adapted = evaluate_run(run, checkpoint="last", metrics=metrics, save_images=False, ttt_steps=3, ttt_lr=1e-2)
+    assert adapted.name == "joint (TTT 3 steps)" and set(adapted.metrics) >= set(metrics)
+    assert adapted.metrics["mse"] != pytest.approx(plain.metrics["mse"], rel=1e-6)
+
+    from pdr.data import build_dataset
+
+    model = load_run(run, "last")
+    dataset = build_dataset(model.config, "test")
+    x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    y = torch.stack([dataset[i][1] for i in range(len(dataset))])
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    pred = torch.cat([predict_with_ttt(model, x[i:i + 1], 3, 1e-2)[0] for i in range(len(x))])
+    expected = evaluate(pred.numpy(), y.numpy(), metrics=("mse", "psnr"))
+    assert adapted.metrics["mse"] == pytest.approx(expected["mse"], rel=1e-4)
+    assert adapted.metrics["psnr"] == pytest.approx(expected["psnr"], rel=1e-4)
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+    assert eval_main([str(run), "--checkpoint", "last", "--ttt", "--ttt-steps", "2", "--device", "cpu",
+                      "--metrics", "mse", "ssim", "--no-images"]) == 0
+    assert "| joint (TTT 2 steps) |" in capsys.readouterr().out
+    assert eval_main([str(phases["root"] / "vae"), "--checkpoint", "last", "--ttt", "--device", "cpu",
+                      "--metrics", "mse", "--no-images"]) == 2
+    assert "--ttt needs a latent_flow run of phase temporal or joint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one rule for the flow method
+
+def test_flow_method_auto_resolves_the_same_in_both_tools(tmp_path, monkeypatch, capsys):
+    """Without RAFT weights, a cache made with precompute_flow's defaults is the one CLEVRER's default
+    (data.flow_method: auto) accepts; with RAFT weights cached, both would ask for RAFT."""
+    from tools_precompute_flow import main as precompute
+
+    import pdr.data.optical_flow as of
+    from pdr.data.optical_flow import resolve_flow_method
+    from pdr.errors import DataError
+    from pdr.registry import DATASETS
+
+    monkeypatch.setattr(of, "raft_weights_path", lambda: None)
+    _write_clevrer(tmp_path, videos=4, frames=8, size=16)
+    assert precompute([str(tmp_path)]) == 0
+    assert "OpenCV Farneback; asked: auto (farneback: no RAFT weights" in capsys.readouterr().err
+    common = dict(split="train", in_frames=3, out_frames=2, root=str(tmp_path), image_size=16, train_videos=[0, 1],
+                  val_videos=[2, 3], test_videos=[3, 4], clip_start="fixed", return_flows=True)
+    _, _, extras = DATASETS.build("clevrer", **common)[0]  # the default: auto
+    assert extras["flow_backward"].shape == (4, 2, 16, 16)
+    assert resolve_flow_method("auto") == "farneback" and resolve_flow_method("raft") == "raft_large"
+
+    monkeypatch.setattr(of, "raft_weights_path", lambda: tmp_path / "raft_large_C_T_V2-1bb1363a.pth")
+    assert resolve_flow_method("auto") == "raft_large"
+    with pytest.raises(DataError, match=r"flows made with farneback, but data.flow_method asks for auto \(raft_large: "
+                                        r"RAFT weights are cached\); .*--method raft_large --overwrite"):
+        DATASETS.build("clevrer", **common)[0]
+    with pytest.raises(ValueError, match="flow method must be one of"):
+        resolve_flow_method("lucas_kanade")
+
+
+def test_precompute_flow_takes_the_method_of_a_config(tmp_path, capsys):
+    from tools_precompute_flow import main as precompute
+
+    _write_clevrer(tmp_path / "data", videos=1, frames=4, size=16)
+    config = tmp_path / "farneback.yaml"
+    config.write_text(f"_base_: {REPO / 'configs' / 'clevrer' / 'latent_flow_temporal.yaml'}\n"
+                      "data: {flow_method: farneback}\n")
+    assert precompute([str(tmp_path / "data"), "--config", str(config)]) == 0
+    assert "asked: farneback" in capsys.readouterr().err
+    assert str(load_flows(tmp_path / "data" / "video_00000.mp4")["method"]) == "farneback"

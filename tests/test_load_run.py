@@ -60,10 +60,13 @@ def test_predict_takes_one_sequence_as_an_array_and_keeps_the_mode(run):
     sequence = np.random.default_rng(0).random((4, 2, 32, 32), dtype=np.float32)
     model.train()
     out = model.predict(sequence)
-    assert out.shape == (4, 2, 32, 32) and model.training and not out.requires_grad
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32  # an array in, an array out
+    assert out.shape == (4, 2, 32, 32) and model.training
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(out, model(torch.from_numpy(sequence)[None])[0], rtol=0, atol=0)
+        np.testing.assert_array_equal(out, model(torch.from_numpy(sequence)[None])[0].numpy())
+    tensor = model.predict(torch.from_numpy(sequence).double()[None])
+    assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64 and not tensor.requires_grad
     with pytest.raises(ValueError, match=r"model input must have shape \(B, 4, 2, 32, 32\)"):
         model.predict(np.zeros((4, 3, 32, 32), dtype=np.float32))
 
@@ -135,3 +138,40 @@ def test_eval_set_data_root_scores_the_other_data(repo, tmp_path, capsys):
     for metric in ("mse", "mae"):
         assert reported[metric] == pytest.approx(expected["digits_b"][metric], rel=1e-5), metric
         assert reported[metric] != pytest.approx(expected["digits_a"][metric], rel=1e-3), metric
+
+
+def test_predict_rolls_out_past_the_trained_horizon(run):
+    model = pdr.load_run(run)  # trained for 4 -> 4 frames; SimVP predicts 4 per call
+    x = torch.rand(2, 4, 2, 32, 32)
+    with torch.no_grad():
+        first = model(x)
+        second = model(first)  # the rollout feeds the model's own predictions back
+    long = model.predict(x, num_frames=10)
+    assert long.shape == (2, 10, 2, 32, 32)
+    torch.testing.assert_close(long[:, :4], first, rtol=0, atol=0)
+    torch.testing.assert_close(long[:, 4:8], second, rtol=0, atol=0)
+    assert model.predict(x, num_frames=3).shape == (2, 3, 2, 32, 32)
+    # a longer clip: the future of its last T_in frames
+    clip = torch.cat([torch.rand(2, 3, 2, 32, 32), x], dim=1)
+    torch.testing.assert_close(model.predict(clip), first, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="predict: 3 observed frames, the model predicts from 4"):
+        model.predict(x[:, :3])
+
+
+def test_predict_takes_uint8_frames_with_the_data_scaling_or_refuses_them(run):
+    model = pdr.load_run(run)
+    assert model.data_uint8_scale is None  # advected_fields are not 8-bit images
+    frames = np.random.default_rng(0).integers(0, 256, (4, 2, 32, 32), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"uint8 frames \(0..255\), but this run's data \(advected_fields\) are not "
+                                         r"8-bit images"):
+        model.predict(frames)
+    model.data_uint8_scale = 1 / 255  # as for a data set of 8-bit images scaled to [0, 1]
+    out = model.predict(frames)
+    expected = model.predict(frames.astype(np.float32) / 255)
+    assert out.dtype == np.uint8 and out.shape == (4, 2, 32, 32)
+    np.testing.assert_array_equal(out, np.clip(np.round(expected * 255), 0, 255).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"float frames range over \[0, 255\], but this run's data \(advected_fields\) "
+                                         r"are 8-bit images scaled to \[0, 1\]: pass them as uint8"):
+        model.predict(frames.astype(np.float32) * 0 + np.linspace(0, 255, 32, dtype=np.float32))
+    with pytest.raises(ValueError, match="frames of type int64; expected float frames"):
+        model.predict(frames.astype(np.int64))

@@ -170,6 +170,51 @@ def test_snr_and_psnr_by_openstl_formula(pair):
     assert res["psnr"] == pytest.approx(np.mean(psnr), rel=1e-12)
 
 
+def test_psnr_uint8_is_the_8bit_psnr_of_e3d_lstm_and_predrnn():
+    """E3D-LSTM's and PredRNN's test loops: clip the prediction to [0, 1], np.uint8(x * 255) both frames (truncating),
+    per frame 20 log10(255) - 10 log10(mean squared difference), averaged over the batch, then over the frames."""
+    rng = np.random.default_rng(1)
+    true = (rng.integers(0, 256, (4, 3, 1, 12, 10)) / 255).astype(np.float32)  # an 8-bit video in [0, 1]
+    pred = (true + 0.05 * rng.standard_normal(true.shape)).astype(np.float32)
+    per_frame = []
+    for t in range(3):
+        x = np.uint8(true[:, t].transpose(0, 2, 3, 1) * 255)  # as their code: (B, H, W, C) frames
+        gx = np.uint8(np.minimum(np.maximum(pred[:, t].transpose(0, 2, 3, 1), 0), 1) * 255)
+        mse = np.sum((np.int32(gx) - np.int32(x)) ** 2, axis=(1, 2, 3), dtype=np.float32) / float(np.size(gx[0]))
+        per_frame.append(np.mean(20 * np.log10(255) - 10 * np.log10(mse)))
+    res = evaluate(pred, true, metrics=("psnr", "psnr_uint8"))
+    assert res["psnr_uint8"] == pytest.approx(np.mean(per_frame), rel=1e-6)
+    close = (true + 0.003 * rng.standard_normal(true.shape)).astype(np.float32)
+    both = evaluate(close, true, metrics=("psnr", "psnr_uint8"))
+    assert both["psnr"] - both["psnr_uint8"] > 1.0  # near the truth, 8-bit truncation dominates: distinct names
+    acc = MetricAccumulator(["psnr_uint8"])
+    acc.update(pred, true)
+    assert acc.compute(per_frame=True)["psnr_uint8_per_frame"] == pytest.approx(per_frame, rel=1e-6)
+
+
+@pytest.mark.parametrize("size,window", [((16, 16), 7), ((6, 9), 5), ((5, 5), 5), ((4, 30), 3), ((3, 3), 3)])
+def test_ssim_of_frames_smaller_than_the_window_uses_the_largest_odd_window_that_fits(size, window):
+    rng = np.random.default_rng(2)
+    true = rng.random((2, 2, 2, *size))
+    pred = np.clip(true + 0.1 * rng.standard_normal(true.shape), 0, 1)
+    res = evaluate(pred, true, metrics=("ssim",))
+    expected = [structural_similarity(pred[b, t].swapaxes(0, 2), true[b, t].swapaxes(0, 2), win_size=window,
+                                      channel_axis=-1, data_range=2.0) for b in range(2) for t in range(2)]
+    assert res["ssim"] == pytest.approx(np.mean(expected))
+    if window == 7:
+        assert "notes" not in res
+    else:
+        assert res["notes"]["ssim"] == (f"SSIM of {size[0]}x{size[1]} frames uses a {window}x{window} window (the "
+                                        "standard 7x7 does not fit): not comparable with SSIM values of larger frames")
+
+
+def test_ssim_of_frames_under_3_pixels_is_na_with_a_note():
+    frames = np.random.default_rng(3).random((1, 2, 1, 2, 20))
+    res = evaluate(frames, frames, metrics=("mse", "ssim"))
+    assert res["ssim"] is None and res["mse"] == 0
+    assert res["notes"]["ssim"] == "SSIM n/a: 2x20 frames are smaller than its smallest window (3x3)"
+
+
 def test_weatherbench_declares_openstl_conventions():
     from pdr.data.base import VideoDataset
     from pdr.data.weatherbench import WeatherBench

@@ -65,10 +65,17 @@ def test_wrong_input_shape_is_named():
 
 def test_bad_backbone_argument_value_is_a_config_error():
     cfg = config_from_dict({
-        "model": {"backbone": {**SMALL, "N_S": 10}},  # 16x16 cannot be halved 5 times
-        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "size": 16},
+        "model": {"backbone": {**SMALL, "hid_S": 7}},  # the encoder's GroupNorm has 2 groups
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "image_size": 16},
     })
-    with pytest.raises(ConfigError, match=r"model.backbone \(simvp\): SimVP with N_S=10 needs H and W divisible by 32"):
+    with pytest.raises(ConfigError, match=r"model.backbone \(simvp\): hid_S must be even"):
+        pdr.build_model(cfg)
+    # a frame size the backbone does not divide is padded (tests/test_any_size.py), or refused with model.pad: none
+    cfg = config_from_dict({
+        "model": {"backbone": {**SMALL, "N_S": 10}, "pad": "none"},  # 16x16 cannot be halved 5 times
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "image_size": 16},
+    })
+    with pytest.raises(ConfigError, match=r"model.pad: none: simvp needs H and W multiples of 32, the frames are 16x16"):
         pdr.build_model(cfg)
 
 

@@ -319,23 +319,38 @@ def test_data_keys_must_agree_with_the_data_section(fake_openstl):
         pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 10}, (4, 1, 16, 16), 4)
     pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 4, "aft_seq_length": 4}, (4, 1, 16, 16), 4)
     with pytest.raises(ValueError, match="patch_size must be a positive integer dividing"):
-        pdr.create_model({"name": "openstl:PredRNN", "patch_size": 3}, (4, 1, 16, 16), 4)
+        pdr.create_model({"name": "openstl:PredRNN", "patch_size": 0}, (4, 1, 16, 16), 4)
 
 
-def test_a_config_trains_through_the_bridge(fake_openstl, tmp_path):
+def test_a_config_trains_through_the_bridge_and_predicts_new_clips(fake_openstl, tmp_path):
+    """At 30x30, which the patch size 4 does not divide: the bridge declares it, the model pads to 32x32."""
+    import json
+
+    import numpy as np
+
+    from pdr.cli.predict import main
     from pdr.engine import Trainer
 
     cfg = config_from_dict({
-        "model": {"backbone": {"name": "openstl:PredRNN", "num_hidden": "8", "filter_size": 3, "patch_size": 2},
+        "model": {"backbone": {"name": "openstl:PredRNN", "num_hidden": "8", "filter_size": 3, "patch_size": 4},
                   "adapter": {**PREDGS, "hidden": 8}},
         "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_train": 4, "num_val": 2,
-                 "num_test": 2, "batch_size": 2},
+                 "num_test": 2, "batch_size": 2, "size": 30},
         "train": {"max_steps": 2, "tensorboard": False, "device": "cpu"},
         "eval": {"metrics": ["mse"]},
     })
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     trainer.fit()
-    assert trainer.global_step == 2
+    assert trainer.global_step == 2 and trainer.model.backbone.in_shape == (4, 2, 32, 32)
+
+    clip = np.random.default_rng(0).random((6, 2, 30, 30), dtype=np.float32)  # (T, C, H, W) in the data's units
+    np.save(tmp_path / "clip.npy", clip)
+    assert main([str(tmp_path / "run"), "--input", str(tmp_path / "clip.npy"), "--out", str(tmp_path / "out"),
+                 "--format", "npy", "--frames", "6", "--no-progress"]) == 0
+    written = np.load(tmp_path / "out" / "clip" / "pred.npy")
+    expected = pdr.load_run(tmp_path / "run").predict(clip[:4], num_frames=6)
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["clips"]["clip"]["compared_frames"] == 2
 
 
 # ----------------------------------------------------------------------------- with a real OpenSTL

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from render_reference import flatten_frames, loop_render, random_gaussians
+from render_reference import NAMES, flatten_frames, loop_render, random_gaussians, rel_err, render_with_grads
 
 import pdr.render as render
 from pdr.render import _cpu, _cuda, _extension, rasterize_gaussians
@@ -14,20 +14,6 @@ from pdr.render import _cpu, _cuda, _extension, rasterize_gaussians
 BUILDABLE = _cpu.why_unbuildable() is None
 needs_cpu_extension = pytest.mark.skipif(not BUILDABLE, reason=f"needs a C++ compiler and ninja: {_cpu.why_unbuildable()}")
 CPU_BACKENDS = ["torch", pytest.param("cpu", marks=needs_cpu_extension)]
-NAMES = ("means", "scales", "rotations", "amplitudes")
-
-
-def rel_err(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
-
-
-def render_with_grads(inputs, height, width, kernel_size, backend, grad_seed=1):
-    """Image and the four gradients of <image, random weights>."""
-    leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    out = rasterize_gaussians(*leaves, height, width, kernel_size, backend=backend)
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
-    out.backward(weights.to(out.dtype))
-    return out.detach(), [t.grad for t in leaves]
 
 
 # (leading dims, N, C, H, W, K): every K and C of the CUDA tests, partial 16-pixel tiles, windows larger than
@@ -223,11 +209,11 @@ def test_an_ahead_of_time_module_older_than_its_sources_is_reported(monkeypatch,
     fake = type("Module", (), {"__file__": str(built)})
     monkeypatch.setattr(_extension.importlib, "import_module", lambda name: fake)
     with pytest.warns(RuntimeWarning, match=r"pdr\._C_cpu .* is older than predgsplat_cpu\.cpp"):
-        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.FILES) is fake
     os.utime(built, None)  # now newer than every source: silent
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.FILES) is fake
 
 
 @pytest.mark.parametrize("module", [_cpu, _cuda], ids=["cpu", "cuda"])
@@ -242,7 +228,7 @@ def test_one_build_serves_every_copy_of_the_same_sources(monkeypatch, tmp_path):
     """A copy of csrc/ elsewhere (an installed package, another checkout) loads the library built from this one
     without building; a changed source gets a build of its own."""
     def load():
-        return _extension.load_library(_cpu.EXTENSION_NAME, _cpu.SOURCES, False, "CPU rasterizer",
+        return _extension.load_library(_cpu.EXTENSION_NAME, _cpu.SOURCES, _cpu.FILES, False, "CPU rasterizer",
                                        _cpu.why_unbuildable, extra_cflags=_cpu.compile_flags())
 
     built = load()
@@ -251,21 +237,21 @@ def test_one_build_serves_every_copy_of_the_same_sources(monkeypatch, tmp_path):
     monkeypatch.setattr(_extension, "source_directory", lambda: copy)
     monkeypatch.setattr(_extension, "build", lambda *args, **kwargs: pytest.fail("built again"))
     assert load() == built
-    key = _extension.content_key(_cpu.SOURCES, sorted({"extra_cflags": _cpu.compile_flags()}.items()))
+    key = _extension.content_key(_cpu.FILES, sorted({"extra_cflags": _cpu.compile_flags()}.items()))
     assert built.parent.name == key
     (copy / "predgsplat_math.h").write_text((copy / "predgsplat_math.h").read_text() + "\n// changed\n")
-    assert _extension.content_key(_cpu.SOURCES, sorted({"extra_cflags": _cpu.compile_flags()}.items())) != key
+    assert _extension.content_key(_cpu.FILES, sorted({"extra_cflags": _cpu.compile_flags()}.items())) != key
 
 
 def test_an_ahead_of_time_module_that_records_its_sources_is_checked_by_content(monkeypatch, tmp_path):
     built = tmp_path / "_C_cpu.so"
     built.write_bytes(b"")
     os.utime(built, (0, 0))  # older than the sources, as after a wheel's install: not a reason to warn
-    fake = type("Module", (), {"__file__": str(built), "sources_digest": _extension.sources_digest(_cpu.SOURCES)})
+    fake = type("Module", (), {"__file__": str(built), "sources_digest": _extension.sources_digest(_cpu.FILES)})
     monkeypatch.setattr(_extension.importlib, "import_module", lambda name: fake)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.FILES) is fake
     fake.sources_digest = "0" * 16
     with pytest.warns(RuntimeWarning, match=r"pdr\._C_cpu .* was built from other sources than predgsplat_cpu\.cpp"):
-        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.SOURCES) is fake
+        assert _extension.import_ahead_of_time("pdr._C_cpu", _cpu.FILES) is fake

@@ -1,23 +1,68 @@
-"""The CUDA backend: it compiles wherever nvcc is (CI), matches the torch backend wherever a GPU is,
-and its backward formulas are checked on the CPU by a line-by-line mirror of the kernel's math."""
+"""The CUDA backend: it compiles wherever nvcc is (CI) and records what it was built from and for, its build
+covers Volta to Hopper by default, it matches the torch backend and passes its self-test wherever a GPU is, and
+its backward formulas are checked on the CPU by a line-by-line mirror of the kernel's math. (The kernels
+themselves run on the CPU through the emulator: tests/test_render_emulated.py.)"""
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import pdr.render as render
-from pdr.render import _cuda, rasterize_gaussians
+from pdr.render import _cuda, _extension, rasterize_gaussians, selftest
 from pdr.render._torch import conic
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.mark.skipif(_cuda.why_unbuildable() is not None, reason=f"cannot build here: {_cuda.why_unbuildable()}")
-def test_extension_compiles():
-    """CI has nvcc but no GPU: a kernel that does not compile fails here."""
-    module = _cuda.load_extension()
-    assert hasattr(module, "forward") and hasattr(module, "backward")
+def test_extension_compiles_and_records_its_sources_and_architectures(monkeypatch):
+    """CI has nvcc but no GPU: a kernel that does not compile fails here (built for one architecture, the oldest
+    the toolkit supports, to keep CI short)."""
+    monkeypatch.setattr(_cuda, "_raw_module", None)
+    monkeypatch.setattr(_cuda, "_module", None)
+    monkeypatch.setattr(_cuda, "_status", None)
+    oldest = min(_cuda.toolkit_archs() or {"7.5"}, key=float)
+    module = _cuda.load_module(archs=oldest)
+    assert hasattr(module, "forward") and hasattr(module, "backward") and hasattr(module, "exp_throughput")
     assert _cuda.extension_status() == (True, "")
+    described = _cuda.module_description()
+    assert described["cuda_archs"] == oldest and described["built"] == "on first use"
+    assert described["sources_digest"] == _extension.sources_digest(_cuda.FILES) and not described["stale"]
+
+
+def test_the_default_architectures_are_volta_to_hopper_with_ptx(monkeypatch):
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    assert _cuda.arch_list(supported={"7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0"}) == "7.0;7.5;8.0;8.6;8.9;9.0+PTX"
+    # a toolkit that dropped Volta (CUDA 13)
+    assert _cuda.arch_list(supported={"7.5", "8.0", "8.6", "8.9", "9.0", "12.0"}) == "7.5;8.0;8.6;8.9;9.0+PTX"
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    assert _cuda.arch_list(supported={"7.5", "8.0", "9.0"}) == "8.0;9.0"  # the user's choice
+    assert _cuda.arch_list("9.0", supported={"7.5", "8.0", "9.0"}) == "9.0"  # --arch
+
+
+@pytest.mark.parametrize("given", [None, "8.0;9.0+PTX"])
+def test_setup_builds_pdr_C_for_the_architecture_list_and_records_it(repo, given):
+    """PDR_BUILD_CUDA=1 pip install: without TORCH_CUDA_ARCH_LIST (and without a GPU) torch's build helper has no
+    architectures to build for; setup.py gives it the default list and records it in the module with the digest
+    of the sources (the build itself is not run here)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_CUDA_ARCH_LIST", "PDR_BUILD_EXTENSIONS")}
+    env.update(PDR_BUILD_CUDA="1", **({"TORCH_CUDA_ARCH_LIST": given} if given else {}))
+    script = ("import json, os, runpy, setuptools\n"
+              "setuptools.setup = lambda **kw: print(json.dumps({'archs': os.environ['TORCH_CUDA_ARCH_LIST'], "
+              "'modules': {e.name: dict(e.define_macros) for e in kw['ext_modules']}}))\n"
+              "runpy.run_path('setup.py')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    declared = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = given or _cuda.arch_list()
+    assert declared["archs"] == expected
+    assert declared["modules"]["pdr._C"] == {"PREDGSPLAT_SOURCES_DIGEST": f'"{_extension.sources_digest(_cuda.FILES)}"',
+                                            "PREDGSPLAT_CUDA_ARCHS": f'"{expected}"'}
 
 
 def kernel_backward_mirror(means, scales, rotations, amplitudes, grad_out, kernel_size):
@@ -130,6 +175,15 @@ def test_cuda_leading_dims_half_inputs_and_repeatability():
         half = rasterize_gaussians(*lead[:3], lead[3].to(dtype), 32, 32, 15, backend="cuda")
         assert half.dtype == dtype
         assert rel_err(half.float(), out) < 1e-2
+
+
+@GPU
+def test_the_self_test_passes_on_this_gpu_and_is_kept():
+    device = torch.device("cuda", torch.cuda.current_device())
+    ok, reason, wrong = _cuda.device_status(device)
+    assert ok and not wrong, reason
+    key = _cuda.self_test_key(device)
+    assert any(v.key == key and v.passed for v in selftest.cached_verdicts(_cuda.self_test_folder()))
 
 
 @GPU

@@ -18,7 +18,7 @@ METRICS = ["mse", "mae", "rmse", "psnr", "ssim", "sharpness"]
 TINY_RUN = [
     "model.backbone.nf=4", "model.backbone.g_dim=16", "model.backbone.y_dim=6", "model.backbone.z_dim=4",
     "model.backbone.hidden=16", "model.backbone.lstm_hidden=16", "model.backbone.content_dim=8",
-    "data.size=16", "data.in_frames=3", "data.out_frames=4", "data.seq_len=7", "data.sprite_size=[4.0, 8.0]", "data.num_train=4", "data.num_val=2",
+    "data.image_size=16", "data.in_frames=3", "data.out_frames=4", "data.seq_len=7", "data.sprite_size=[4.0, 8.0]", "data.num_train=4", "data.num_val=2",
     "data.num_test=4", "data.batch_size=2", "train.max_steps=1", "train.tensorboard=false",
     f"eval.metrics=[{', '.join(METRICS)}]",
 ]
@@ -78,10 +78,12 @@ def test_shapes_in_training_eval_and_sampling(stochastic, frame):
 
 
 def test_clear_errors_name_the_argument():
+    # the backbone alone refuses sizes its levels do not divide (a model pads them: tests/test_any_size.py)
+    args = {k: v for k, v in SMALL.items() if k != "name"}
     with pytest.raises(ValueError, match=r"levels=2 needs H and W divisible by 2\^2 = 4, got 30x30"):
-        pdr.create_model(SMALL, (3, 1, 30, 30), 4)
+        pdr.BACKBONES.build("srvp", in_shape=(3, 1, 30, 30), out_frames=4, **args)
     with pytest.raises(ValueError, match="divisible by 2\\^4 = 16, got 24x24"):
-        pdr.create_model({**SMALL, "levels": 4}, (3, 1, 24, 24), 4)
+        pdr.BACKBONES.build("srvp", in_shape=(3, 1, 24, 24), out_frames=4, **args, levels=4)
     with pytest.raises(ValueError, match="num_init_frames"):
         pdr.create_model({**SMALL, "num_init_frames": 4}, (3, 1, 16, 16), 4)
     with pytest.raises(ValueError, match="num_content_frames"):
@@ -310,6 +312,12 @@ def test_train_then_evaluate_best_and_mean_of_k(repo, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| srvp_predgs (best of 4) |" in out and "| srvp_predgs (mean of 4) |" in out
     assert (work / "eval" / "metrics_test.json").is_file()
+    assert (work / "eval" / "content_swap_test.png").is_file()  # SRVP runs get the swap figure
+    assert eval_main([str(work), "--samples", "2", "--device", "cpu", "--metrics", "mse",
+                      "--report", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Content / dynamics swap" in page and "content_swap_test.png" in page
+    capsys.readouterr()
     # without --samples: the config's eval.num_samples (10 here)
     assert eval_main([str(work), "--device", "cpu", "--format", "csv", "--no-images", "--metrics", "mse", "psnr"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -323,7 +331,7 @@ def test_deterministic_backbones_refuse_several_samples(tmp_path, capsys):
 
     cfg = config_from_dict({
         "model": {"backbone": {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}},
-        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_test": 2, "size": 16},
+        "data": {"name": "advected_fields", "in_frames": 4, "out_frames": 4, "num_test": 2, "image_size": 16},
         "eval": {"metrics": ["mse"]},
     })
     path = tmp_path / "simvp.pt"
@@ -338,3 +346,205 @@ def test_deterministic_backbones_refuse_several_samples(tmp_path, capsys):
     assert "must be an int >= 1" in capsys.readouterr().err
     with pytest.raises(PDRError, match="has no sample"):
         sample_predictions(pdr.build_model(cfg), torch.rand(1, 4, 2, 16, 16), 2)
+
+
+# ----------------------------------------------------------------------------- the content variable and the skips
+
+def test_content_comes_from_the_frames_it_is_said_to():
+    """Eval mode: w is the mean over the evenly spaced frames content_frames names (here 0 and 2 of 3); changing
+    frame 1 leaves it as it is, changing frame 2 does not. Training: the random frames it draws."""
+    net = make(True).backbone.eval()
+    x = torch.rand(2, 3, 1, 16, 16)
+    assert net.content_frames(2, 3, x.device, random=False).tolist() == [[0, 2], [0, 2]]
+    with torch.no_grad():
+        codes, maps = net.encode(x)
+        vector, skips = net.content(codes, maps, random=False)
+        torch.testing.assert_close(vector, net.content_net((codes[:, 0] + codes[:, 2]) / 2))
+        for level, m in enumerate(maps):
+            torch.testing.assert_close(skips[level], (m[:, 0] + m[:, 2]) / 2)
+        other = x.clone()
+        other[:, 1] = torch.rand(2, 1, 16, 16)
+        same = net.content(*net.encode(other), random=False)
+        torch.testing.assert_close(same[0], vector, rtol=0, atol=0)
+        other[:, 2] = torch.rand(2, 1, 16, 16)
+        assert not torch.allclose(net.content(*net.encode(other), random=False)[0], vector)
+
+        torch.manual_seed(11)
+        drawn = net.content_frames(2, 3, x.device, random=True)
+        torch.manual_seed(11)
+        vector, skips = net.content(codes, maps, random=True)
+        rows = torch.arange(2).unsqueeze(1)
+        torch.testing.assert_close(vector, net.content_net(codes[rows, drawn].mean(1)))
+        torch.testing.assert_close(skips[0], maps[0][rows, drawn].mean(1))
+
+
+@pytest.mark.parametrize("skip_connections", [True, False])
+def test_content_vector_and_skip_maps_each_change_the_frames(skip_connections):
+    net = make(False, skip_connections=skip_connections).backbone.eval()
+    with torch.no_grad():
+        vector, maps = net.content(*net.encode(torch.rand(2, 3, 1, 16, 16)), random=False)
+        states = torch.randn(2, 4, SMALL["y_dim"])
+        frames, _ = net.decode(states, (vector, maps))
+        moved, _ = net.decode(states, (vector + 1.0, maps))
+        assert (moved - frames).abs().mean() > 1e-3
+        rescaled, _ = net.decode(states, (vector, [m * 2.0 + 1.0 for m in maps]))
+    if skip_connections:
+        assert (rescaled - frames).abs().mean() > 1e-3
+    else:  # the maps reach the decoder through the skips only
+        torch.testing.assert_close(rescaled, frames, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- the content / dynamics swap
+
+def test_content_swap_decodes_one_sequence_dynamics_with_the_other_content():
+    net = make(False).backbone.eval()
+    a, b = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 3, 1, 16, 16)
+    with torch.no_grad():
+        swapped = net.content_swap(a, b)
+        assert swapped.shape == (2, 7, 1, 16, 16)
+        codes_b, _ = net.encode(b)  # the deterministic state path of b, decoded with the content of a
+        states, _ = net.rollout_states(net.initial_state_params(codes_b)[0], 6)
+        expected, _ = net.decode(states, net.content(*net.encode(a), random=False))
+        torch.testing.assert_close(swapped, expected)
+        own = net.content_swap(b, b)
+        torch.testing.assert_close(own[:, 3:], net(b).frames)  # with its own content: the prediction
+        assert (swapped - own).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="same batch size"):
+        net.content_swap(a, b[:1])
+
+
+def test_content_swap_figure_pairs_neighbouring_sequences(tmp_path):
+    from pdr.backbones.srvp_swap import save_content_swap_figure, swap_pairs
+
+    net = make(True).backbone.eval()
+    x = torch.rand(3, 3, 1, 16, 16)
+    pairs = swap_pairs(net, x, seed=4)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        torch.testing.assert_close(pairs, net.content_swap(x, x.roll(-1, 0)))
+    path = save_content_swap_figure(tmp_path / "swap.png", net, x.numpy(), np.random.rand(3, 4, 1, 16, 16))
+    assert path.is_file() and path.stat().st_size > 1000
+    assert save_content_swap_figure(tmp_path / "none.png", net, x[:1].numpy(), np.zeros((1, 4, 1, 16, 16))) is None
+
+
+# ----------------------------------------------------------------------------- the dynamics the paper compares
+
+def _gru_by_hand(cell: nn.GRUCell, x, h):
+    """torch's GRUCell equations written out: r, u gates, candidate n, h' = (1 - u) n + u h."""
+    gi, gh = x @ cell.weight_ih.T + cell.bias_ih, h @ cell.weight_hh.T + cell.bias_hh
+    (ir, iu, inn), (hr, hu, hn) = gi.chunk(3, -1), gh.chunk(3, -1)
+    r, u = torch.sigmoid(ir + hr), torch.sigmoid(iu + hu)
+    return (1 - u) * torch.tanh(inn + r * hn) + u * h
+
+
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_dynamics_variants_step_as_the_paper_describes(stochastic):
+    y1 = torch.randn(3, SMALL["y_dim"])
+    with torch.no_grad():
+        residual = make(stochastic, dt=1.0).backbone.eval()
+        mlp = make(stochastic, dt=1.0, dynamics="mlp").backbone.eval()
+        gru = make(stochastic, dt=1.0, dynamics="gru").backbone.eval()
+        for net in (residual, mlp, gru):
+            z = torch.randn(3, 1, SMALL["z_dim"]) if stochastic else None
+            post = (z, torch.full_like(z, 1e-9)) if stochastic else None  # z is the posterior mean, exactly
+            states, _ = net.rollout_states(y1, 1, posterior=post)
+            arg = None if z is None else z[:, 0]
+            if net is residual:
+                expected = y1 + net.dynamics(y1, arg)
+            elif net is mlp:
+                expected = net.dynamics.net(y1 if arg is None else torch.cat([y1, arg], -1))
+            else:
+                expected = _gru_by_hand(net.dynamics.cell, torch.ones(3, 1) if arg is None else arg, y1)
+            torch.testing.assert_close(states[:, 1], expected, rtol=1e-5, atol=1e-5)
+        assert isinstance(gru.dynamics.cell, nn.GRUCell)
+
+
+@pytest.mark.parametrize("dynamics", ["mlp", "gru"])
+def test_dynamics_variants_train_sample_and_refuse_ode_options(dynamics):
+    model = make(True, dt=1.0, dynamics=dynamics).train()
+    out = model(torch.rand(2, 3, 1, 16, 16), targets=torch.rand(2, 4, 1, 16, 16), step=0, return_output=True)
+    (out.frames.mean() + sum(out.aux_losses.values())).backward()
+    assert all(p.grad is not None for p in model.backbone.dynamics.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert model.backbone.sample(torch.rand(1, 3, 1, 16, 16), 2).frames.shape == (1, 2, 4, 1, 16, 16)
+    with pytest.raises(ValueError, match="frame_rate=2 needs dynamics: residual"):
+        model.backbone.sample(torch.rand(1, 3, 1, 16, 16), 2, frame_rate=2)
+    with pytest.raises(ValueError, match=f"dt must be 1.0 with dynamics: {dynamics}"):
+        make(True, dt=0.5, dynamics=dynamics)
+    with pytest.raises(ValueError, match="dynamics must be one of"):
+        make(True, dynamics="lstm")
+
+
+def test_stochastic_moving_mnist_config_trains_and_reports_best_and_mean_of_k(repo, tmp_path, capsys):
+    """configs/stochastic_moving_mnist/srvp.yaml on the real digits: the paper's protocol by default (best of
+    100 and mean of 100), K configurable; one tiny training step and a 3-sample evaluation over 20 frames."""
+    from test_benchmark_data import MNIST_DIR
+
+    from pdr.cli.eval import main as eval_main
+    from pdr.engine import Trainer
+
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"the real MNIST digits are not at {MNIST_DIR} (../shared is absent)")
+    path = repo / "configs" / "stochastic_moving_mnist" / "srvp.yaml"
+    full = load_config(path)
+    assert full["data"]["stochastic"] is True and full["eval"]["num_samples"] == 100
+    tiny = [f"data.root={MNIST_DIR}", "data.num_train=4", "data.num_val=2", "data.num_test=2", "data.batch_size=2",
+            "data.num_workers=0", "model.backbone.nf=4", "model.backbone.g_dim=16", "model.backbone.hidden=16",
+            "model.backbone.lstm_hidden=16", "model.backbone.content_dim=8", "train.max_steps=1",
+            "train.tensorboard=false", "eval.metrics=[mse, psnr, ssim]"]
+    Trainer(load_config(path, tiny), tmp_path / "smmnist", device="cpu", show_progress=False).fit()
+    assert eval_main([str(tmp_path / "smmnist"), "--samples", "3", "--set", "data.out_frames=20", "--device", "cpu",
+                      "--format", "csv", "--no-images"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "run,mse,psnr,ssim"
+    assert lines[1].startswith("smmnist (best of 3),") and lines[2].startswith("smmnist (mean of 3),")
+
+
+# (model, dataset) -> (PSNR, SSIM) of the SRVP paper's Moving MNIST table
+PUBLISHED = {
+    ("SRVP", "Stochastic Moving MNIST"): ("16.93", "0.7799"),
+    ("SRVP, GRU dynamics", "Stochastic Moving MNIST"): ("15.80", "0.7464"),
+    ("SRVP, non-residual MLP", "Stochastic Moving MNIST"): ("16.55", "0.7694"),
+    ("SVG", "Stochastic Moving MNIST"): ("14.50", "0.7090"),
+    ("SRVP", "Deterministic Moving MNIST"): ("18.25", "0.8300"),
+    ("SRVP, GRU dynamics", "Deterministic Moving MNIST"): ("13.17", "0.6237"),
+    ("SRVP, non-residual MLP", "Deterministic Moving MNIST"): ("16.70", "0.7876"),
+    ("SRVP without z", "Deterministic Moving MNIST"): ("14.99", "0.4757"),
+    ("SVG", "Deterministic Moving MNIST"): ("12.85", "0.6185"),
+}
+
+
+def test_published_numbers_name_their_dataset_protocol_and_source(repo):
+    text = (repo / "docs" / "srvp.md").read_text().split("## Published numbers", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == PUBLISHED and len(rows) == len(PUBLISHED)
+    for model, _, _, _, protocol, source in rows:
+        assert "5 -> 20" in protocol and ("best of 100" in protocol or model == "SRVP without z") and source
+    method = (repo / "docs" / "method.md").read_text().split("## 4. SRVP", 1)[1].split("\n## ", 1)[0]
+    assert "16.93 / 0.7799 on Stochastic Moving MNIST" in method
+    assert "18.25 / 0.8300 on Deterministic Moving MNIST" in " ".join(method.split())
+    assert "deterministic variant" not in method
+
+
+def test_sampling_keeps_no_decoder_features_unless_asked():
+    """Best of 100 at 64x64 ran out of memory: every sample's full-resolution decoder features (nf times the
+    frames) were kept. Now a chunk's features are dropped before the next chunk is decoded, unless asked for."""
+    import weakref
+
+    net = make(True).backbone.eval()
+    decode, alive = net.decode, []
+
+    def watched(states, content):
+        frames, features = decode(states, content)
+        alive.append(sum(r() is not None for r in refs))
+        refs.append(weakref.ref(features))
+        return frames, features
+
+    refs: list = []
+    net.decode = watched
+    with torch.no_grad():
+        assert net.sample(torch.rand(2, 3, 1, 16, 16), 4, chunk=1).features is None
+        assert max(alive) == 0 and len(alive) == 4
+        assert net.sample(torch.rand(2, 3, 1, 16, 16), 4, chunk=1, return_features=True).features.shape[1] == 4

@@ -22,7 +22,7 @@ def test_fit_writes_a_run_folder(tmp_path, repo, tiny_overrides):
     for name in ("config.yaml", "log.txt", "metrics.csv", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (tmp_path / "run" / name).is_file(), name
     assert result["val/mse"] > 0
-    assert "validation epoch 2" in (tmp_path / "run" / "log.txt").read_text()
+    assert "validation at step 4 (epoch 2)" in (tmp_path / "run" / "log.txt").read_text()
     with pytest.raises(PDRError, match="already holds a run; pass --resume"):
         Trainer(tiny_cfg(repo, tiny_overrides), tmp_path / "run")
 

@@ -291,7 +291,7 @@ def test_eval_reports_collision_scores_on_annotated_clevrer_clips(repo, tmp_path
     for index in range(5):  # collisions at source frames 5 and 9; video 4 has no annotation
         make_video(data, index, with_annotation=index != 4)
     cfg = load_config(repo / "configs" / "clevrer" / "latent_flow_temporal.yaml", [
-        f"data.root={data}", "data.img_size=16", "data.in_frames=4", "data.out_frames=3", "data.train_videos=[0,2]",
+        f"data.root={data}", "data.image_size=16", "data.in_frames=4", "data.out_frames=3", "data.train_videos=[0,2]",
         "data.val_videos=[2,3]", "data.test_videos=[3,5]", "data.require_annotations=false", "data.batch_size=2",
         "data.num_workers=0", "model.backbone.nf=8", "model.backbone.hidden=8", "model.backbone.layers=1",
         "model.backbone.levels=2", "model.backbone.perceptual=random", "model.backbone.vae_checkpoint=null",
@@ -304,7 +304,7 @@ def test_eval_reports_collision_scores_on_annotated_clevrer_clips(repo, tmp_path
     model = build_model(cfg)
     model.load_state_dict(state["model"])
     model.eval()
-    test = DATASETS.build("clevrer", split="test", in_frames=4, out_frames=3, root=str(data), img_size=16,
+    test = DATASETS.build("clevrer", split="test", in_frames=4, out_frames=3, root=str(data), image_size=16,
                           train_videos=[0, 2], val_videos=[2, 3], test_videos=[3, 5], require_annotations=False)
     x, _ = test[0]  # video 3: target source frames 4, 5, 6; the collision at frame 5 is step 1
     with torch.no_grad():

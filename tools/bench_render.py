@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     if on_gpu:
         from pdr.render import _cuda
 
-        ext = _cuda.load_extension()
+        ext = _cuda.load_module()
         bandwidth = measure_bandwidth(device)
         exp_rate = ext.exp_throughput(4 * torch.cuda.get_device_properties(device).multi_processor_count * 8, 4096)
         report.update(bandwidth_bytes_per_s=bandwidth, evaluations_per_s=exp_rate)

@@ -17,12 +17,18 @@ frame); ``temporal`` freezes the VAE (the vae phase's, ``vae_checkpoint``) and t
 checkpoints (phases.py).  Auxiliary losses, balanced
 by learned uncertainty weights, are returned in the output's ``aux_losses`` as ``lf_<name>``.
 
-Flow targets are computed online from the training frames (OpenCV Farneback, frames assumed in [0, 1]).
+Flow targets are computed online from the training frames (OpenCV Farneback, frames assumed in [0, 1]) or
+read from the dataset's precomputed cache. The residual head's target is built from them (warp.residual_target):
+what the composition with the target flow and visibility misses of the next latent.
+
+Options of the seed document's notes: ``train_out_frames`` draws the number of predicted frames of each training
+step in a range; ``lambda_adv`` adds a patch discriminator's term to the VAE phase (adversarial.py).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,14 +37,16 @@ from pdr.errors import ConfigError
 
 from ..base import Backbone, BackboneOutput
 from . import losses as L
+from .adversarial import AdversarialTerm
 from .temporal import TemporalModel
 from .vae import LatentVAE
-from .warp import compose_next
+from .warp import compose_next, residual_target
 
 PHASES = ("vae", "temporal", "joint")
 FLOW_SOURCES = ("online", "precomputed", "none")
 VAE_LOSSES = ("recon", "perceptual", "kl")
 TEMPORAL_LOSSES = ("latent", "flow_epe", "occlusion", "warp", "residual", "collision")
+HORIZON_STREAM = 271  # the random stream of the training horizons, with the step: apart from every other draw
 
 
 class LatentFlow(Backbone):
@@ -56,10 +64,17 @@ class LatentFlow(Backbone):
         perceptual: "auto" (DINOv2 when cached, else fixed random conv features), "dino", "random", "none".
         flow_targets: "online" (Farneback on the batch frames), "precomputed" (the flows tools/precompute_flow.py
             stored next to the videos, handed over by the dataset: CLEVRER's ``return_flows: true``) or "none"
-            (no flow / occlusion losses).
+            (no flow, occlusion or residual losses: the residual's target is built from the flow targets).
         loss_weights: fixed multipliers w_i of the uncertainty-weighted terms, by loss name
             (recon, perceptual, kl, latent, flow_epe, occlusion, warp, residual, collision).
         output_activation: "sigmoid" (data in [0, 1]) or "none".
+        train_out_frames: [lo, hi] with 1 <= lo <= hi <= out_frames: phases temporal and joint predict a number of
+            frames drawn per training step in [lo, hi] (from the step number, so a resumed run draws the same);
+            every loss is a mean over the frames of the step. null: always ``out_frames``. Eval predicts
+            ``out_frames``.
+        lambda_adv: weight of the patch discriminator's term in phase vae (0: off, no discriminator is built;
+            other phases ignore it).
+        disc_nf, disc_lr: width and Adam learning rate of that discriminator.
     """
 
     uses_targets = True
@@ -71,7 +86,8 @@ class LatentFlow(Backbone):
     def __init__(self, in_shape: Sequence[int], out_frames: int, phase: str = "joint", latent_channels: int = 8,
                  nf: int = 32, levels: int = 2, hidden: int = 64, layers: int = 2, max_flow: float = 4.0,
                  perceptual: str = "auto", flow_targets: str = "online", loss_weights: dict | None = None,
-                 output_activation: str = "sigmoid"):
+                 output_activation: str = "sigmoid", train_out_frames: tuple[int, int] | None = None,
+                 lambda_adv: float = 0.0, disc_nf: int = 32, disc_lr: float = 2e-4):
         super().__init__(in_shape, out_frames)
         t_in, c, h, w = self.in_shape
         if phase not in PHASES:
@@ -84,7 +100,14 @@ class LatentFlow(Backbone):
             raise ValueError(f"levels={levels}: H and W ({h}x{w}) must be divisible by 2^levels = {2 ** levels}")
         if min(latent_channels, nf, hidden, layers) < 1:
             raise ValueError("latent_channels, nf, hidden and layers must be >= 1")
+        if train_out_frames is not None and not (
+                len(train_out_frames) == 2 and 1 <= train_out_frames[0] <= train_out_frames[1] <= out_frames):
+            raise ValueError(f"train_out_frames must be [lo, hi] with 1 <= lo <= hi <= out_frames ({out_frames}), "
+                             f"got {list(train_out_frames)}")
+        if lambda_adv < 0:
+            raise ValueError(f"lambda_adv must be >= 0, got {lambda_adv}")
         self.phase, self.flow_source = phase, flow_targets
+        self.train_out_frames = None if train_out_frames is None else tuple(int(v) for v in train_out_frames)
         self.vae = LatentVAE(c, latent_channels, nf, levels, output_activation)
         self.temporal = TemporalModel(latent_channels, hidden, layers, max_flow)
         self.feature_channels = self.vae.feature_channels
@@ -96,7 +119,8 @@ class LatentFlow(Backbone):
         if phase in ("vae", "joint"):
             names += [n for n in VAE_LOSSES if n != "perceptual" or self.perceptual_net is not None]
         if phase in ("temporal", "joint"):
-            names += [n for n in TEMPORAL_LOSSES if flow_targets != "none" or n not in ("flow_epe", "occlusion")]
+            needs_flow = ("flow_epe", "occlusion", "residual")
+            names += [n for n in TEMPORAL_LOSSES if flow_targets != "none" or n not in needs_flow]
         unknown = sorted(set(loss_weights or {}) - set(VAE_LOSSES + TEMPORAL_LOSSES))
         if unknown:
             raise ValueError(f"loss_weights: unknown loss names {unknown}; "
@@ -108,6 +132,13 @@ class LatentFlow(Backbone):
             p.requires_grad_(False)
         for p in (self.vae.parameters() if phase == "temporal" else ()):
             p.requires_grad_(False)
+        self.lambda_adv = float(lambda_adv) if phase == "vae" else 0.0
+        self.adversarial = AdversarialTerm(c, disc_nf, disc_lr) if self.lambda_adv > 0 else None
+
+    @classmethod
+    def size_multiple(cls, in_shape: Sequence[int], levels: int = 2, **_) -> int:
+        """H and W must be multiples of 2^levels (the VAE's halvings)."""
+        return 2 ** int(levels)
 
     # ------------------------------------------------------------------ contract
 
@@ -129,9 +160,19 @@ class LatentFlow(Backbone):
             out["flow_targets"] = {
                 "online": "OpenCV Farneback on the training frames (flow_targets: online)",
                 "precomputed": "read from the dataset's flow cache (its method is checked by the dataset)",
-                "none": "none (no flow and occlusion losses)",
+                "none": "none (no flow, occlusion and residual losses)",
             }[self.flow_source]
         return out
+
+    def training_horizon(self, step: int | None) -> int:
+        """Frames a training step of phase temporal or joint predicts: ``out_frames``, or with ``train_out_frames``
+        = [lo, hi] a number in [lo, hi] drawn from the step number (torch's generator when there is none)."""
+        if self.train_out_frames is None:
+            return self.out_frames
+        lo, hi = self.train_out_frames
+        if step is None:
+            return int(torch.randint(lo, hi + 1, ()).item())
+        return int(np.random.default_rng([HORIZON_STREAM, int(step)]).integers(lo, hi + 1))
 
     @property
     def perceptual_net(self):
@@ -155,12 +196,12 @@ class LatentFlow(Backbone):
     def rollout(self, z_obs: Tensor, num_future: int) -> dict:
         """Step the temporal model over observed latents z_obs (B, T_in, L, h, w), then ``num_future`` steps
         autoregressively.  Returns per transition t -> t+1 (n = T_in - 1 + num_future of them), each (B, n, ...):
-        ``flow``, ``occ``, ``residual``, ``collision`` (B, n), ``next`` (the predicted z_{t+1}), ``warped``
-        (warp(z_t, flow)), ``composed`` (next minus residual)."""
+        ``flow``, ``occ``, ``residual``, ``collision`` (B, n), ``next`` (the predicted z_{t+1}) and ``warped``
+        (warp(z_t, flow))."""
         t_in = z_obs.shape[1]
         fill = z_obs.mean(1)
         state = self.temporal.init_state(z_obs[:, 0])
-        out: dict[str, list] = {k: [] for k in ("flow", "occ", "residual", "collision", "next", "warped", "composed")}
+        out: dict[str, list] = {k: [] for k in ("flow", "occ", "residual", "collision", "next", "warped")}
         z_prev, z_t = z_obs[:, 0], z_obs[:, 0]
         for t in range(t_in - 1 + num_future):
             if t < t_in:
@@ -171,7 +212,6 @@ class LatentFlow(Backbone):
                 out[k].append(heads[k])
             out["next"].append(nxt)
             out["warped"].append(warped)
-            out["composed"].append(nxt - heads["residual"])
             z_prev, z_t = z_t, nxt
         return {k: torch.stack(v, 1) for k, v in out.items()}
 
@@ -214,10 +254,11 @@ class LatentFlow(Backbone):
 
     def _temporal_losses(self, seq: Tensor, z_true: Tensor, roll: dict, collision: Tensor | None,
                          given_flows: tuple[Tensor, Tensor] | None = None) -> dict:
+        """The temporal losses of frames seq (B, T, C, H, W), their encoded latents z_true (B, T, L, h, w) and the
+        rollout ``roll`` over their T - 1 transitions."""
         h, w = z_true.shape[-2:]
         nxt_true = z_true[:, 1:]
-        out = {"latent": L.l1(roll["next"], nxt_true),
-               "residual": L.l1(roll["residual"], (nxt_true - roll["composed"]).detach())}
+        out = {"latent": L.l1(roll["next"], nxt_true)}
         warped_frames, _ = self.decode(roll["warped"])
         out["warp"] = L.l1(warped_frames, seq[:, 1:])
         if self.flow_source == "precomputed" and given_flows is None:
@@ -232,8 +273,12 @@ class LatentFlow(Backbone):
                 bw = resize_flow(bw.flatten(0, 1), (h, w)).view(-1, n, 2, h, w)
                 visible = torch.nn.functional.interpolate(visible.flatten(0, 1), size=(h, w), mode="area")
                 visible = visible.view(-1, n, 1, h, w)
+                fill = z_true[:, :self.in_shape[0]].mean(1, keepdim=True).expand(-1, n, -1, -1, -1)
+                target = residual_target(z_true[:, :-1].flatten(0, 1), nxt_true.flatten(0, 1), bw.flatten(0, 1),
+                                         visible.flatten(0, 1), fill.flatten(0, 1)).view_as(nxt_true)
             out["flow_epe"] = L.end_point_error(roll["flow"], bw)
             out["occlusion"] = L.occlusion_bce(roll["occ"], visible)
+            out["residual"] = L.l1(roll["residual"], target)
         if collision is not None:
             t_in = seq.shape[1] - collision.shape[1]
             out["collision"] = L.focal_loss(roll["collision"][:, t_in - 1:], collision)
@@ -263,7 +308,8 @@ class LatentFlow(Backbone):
         In training with ``targets`` (B, T_out, C, H, W) the losses of the phase are the auxiliary losses; ``collision``
         (B, T_out) labels, when given, add the collision focal loss. ``flow_backward`` (B, T-1, 2, H, W) and
         ``flow_visible`` (B, T-1, 1, H, W), over the T = T_in + T_out frames, are the precomputed targets that
-        ``flow_targets: precomputed`` needs.
+        ``flow_targets: precomputed`` needs. With ``train_out_frames`` a training call of phase temporal or joint
+        predicts n = ``training_horizon(step)`` frames (B, n, C, H, W) against the first n targets.
         """
         if x.dim() != 5 or tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"latent_flow: x must have shape (B, {', '.join(map(str, self.in_shape))}), "
@@ -271,12 +317,20 @@ class LatentFlow(Backbone):
         aux: dict[str, Tensor] = {}
         t_in = x.shape[1]
         train = self.training and targets is not None
+        horizon = self.training_horizon(step) if train and self.phase != "vae" else self.out_frames
+        if train and horizon < targets.shape[1]:  # a shorter training step: the first frames and their labels
+            targets = targets[:, :horizon]
+            collision = None if collision is None else collision[:, :horizon]
+            if flow_backward is not None:
+                flow_backward, flow_visible = flow_backward[:, :t_in + horizon - 1], flow_visible[:, :t_in + horizon - 1]
         seq = torch.cat([x, targets.to(x.dtype)], 1) if train else x
         if self.phase == "vae":
             if train:
                 mean, logvar = self.encode(seq)
                 rec, feats = self.decode(self.vae.sample(mean, logvar))
                 aux = self._weighted(self._vae_losses(seq, rec, mean, logvar))
+                if self.adversarial is not None:
+                    aux["lf_adv"] = self._adversarial_term(seq.flatten(0, 1), rec.flatten(0, 1))
                 frames, feats = rec[:, t_in:], feats[:, t_in:]
             else:  # the VAE alone predicts "nothing moves": the last frame's reconstruction, repeated
                 frames, feats = self.decode(self.encode(x[:, -1:])[0])
@@ -291,7 +345,7 @@ class LatentFlow(Backbone):
         else:
             mean, logvar = self.encode(seq)
             z = self.vae.sample(mean, logvar) if train else mean
-        roll = self.rollout(z[:, :t_in], self.out_frames)
+        roll = self.rollout(z[:, :t_in], horizon)
         frames, feats = self.decode(roll["next"][:, t_in - 1:])
         if train:
             given = None if flow_backward is None else (flow_backward, flow_visible)
@@ -301,6 +355,14 @@ class LatentFlow(Backbone):
                 raw.update(self._vae_losses(seq, rec, mean, logvar))
             aux = self._weighted(raw, unused=() if collision is not None else (roll["collision"],))
         return BackboneOutput(frames, feats if return_features else None, aux)
+
+    def _adversarial_term(self, real: Tensor, fake: Tensor) -> Tensor:
+        """One discriminator step on frames (N, C, H, W), then the VAE's term ``lambda_adv * -mean(D(fake))``; the
+        raw values are kept in ``raw_losses`` as ``adv`` and ``disc`` (the discriminator's hinge loss)."""
+        disc = self.adversarial.update(real, fake)
+        adv = self.adversarial.generator_loss(fake)
+        self.raw_losses.update(adv=float(adv.detach()), disc=float(disc))
+        return self.lambda_adv * adv
 
 
 def flow_warp_frames(frames: Tensor, flows: Tensor) -> Tensor:

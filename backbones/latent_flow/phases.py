@@ -81,4 +81,5 @@ build_latent_flow.__signature__ = signature(LatentFlow).replace(parameters=[
     *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)
       for name in CHECKPOINT_ARGS),
 ])
+build_latent_flow.size_multiple = LatentFlow.size_multiple
 BACKBONES.register("latent_flow")(build_latent_flow)

@@ -8,10 +8,14 @@ so every video starts from the trained model.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+
+from pdr.errors import PDRError
 
 from ..base import BackboneOutput
 from .losses import l1
@@ -84,3 +88,25 @@ def predict_with_ttt(model: nn.Module, x: Tensor, steps: int, lr: float = 1e-4) 
     pred = out.frames if isinstance(out, BackboneOutput) else out  # the backbone's output or a PDRModel's frames
     model.train(was_training)
     return pred, history
+
+
+def predict_each_with_ttt(model: nn.Module, x: Tensor, steps: int, lr: float = 1e-4) -> Tensor:
+    """Every sequence of x (B, T_in, C, H, W) predicted after test-time training on that sequence alone, the flow
+    head reset before the next one (what tools/eval.py --ttt measures): (B, T_out, C, H, W)."""
+    return torch.cat([predict_with_ttt(model, x[i:i + 1], steps, lr)[0] for i in range(x.shape[0])])
+
+
+def ttt_predictor(model: nn.Module, steps: int, lr: float = 1e-4, source: str = "model") -> Callable[[Tensor], Tensor]:
+    """``predict_each_with_ttt`` bound to ``model`` (a PDRModel or the backbone) after checking that it can be
+    adapted: a latent_flow backbone of phase temporal or joint, ``steps`` >= 1, ``lr`` > 0. Errors name ``source``
+    (the run or checkpoint)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or not lr > 0:
+        raise PDRError(f"--ttt-steps must be an int >= 1 and --ttt-lr > 0, got {steps!r} and {lr!r}")
+    net = getattr(model, "backbone", model)
+    if not isinstance(net, LatentFlow):
+        raise PDRError(f"{source}: --ttt (test-time training of the flow head) needs a latent_flow run, not backbone "
+                       f"{type(net).__name__}")
+    if net.phase == "vae":
+        raise PDRError(f"{source}: --ttt needs a latent_flow run of phase temporal or joint (a vae-phase run has no "
+                       "trained flow head)")
+    return functools.partial(predict_each_with_ttt, model, steps=steps, lr=lr)

@@ -44,6 +44,21 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(renamed, namespace)
 
 
+def integer(low: int):
+    """An argparse ``type``: an integer >= ``low``; anything else is refused in argparse's usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def setup_logging(verbose: bool = False, offline: bool = False) -> None:
     """pdr's log lines on stderr (clear of progress bars); ``offline`` (a tool's --offline): download nothing."""
     if offline:

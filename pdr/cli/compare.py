@@ -7,7 +7,7 @@ Arms: ``--arms paper`` (backbone + MSE, + L1/SSIM, + PredGS + L1/SSIM, + PredGS 
 the base config's adapter, else a default for its frame size, changed by ``--adapter KEY=VALUE ...``),
 ``--arms FILE.yaml`` (``{arm name: [KEY=VALUE, ...]}``) and/or ``--arm NAME KEY=VALUE ...`` (repeatable).
 ``--set`` applies to every arm. Each arm is a run folder <work-dir>/<arm>; rerunning the same command
-skips finished arms and resumes an interrupted one. Writes <work-dir>/comparison.{md,csv,json},
+skips finished arms and resumes an interrupted one (``--overwrite`` trains every arm again). Writes <work-dir>/comparison.{md,csv,json},
 comparison_per_frame.png and comparison_predictions.png.
 """
 from __future__ import annotations
@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--num-vis", type=int, help="test sequences in the prediction grid (default: eval.num_vis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--offline", action="store_true",
+                   help="download nothing (as PDR_OFFLINE=1): LPIPS is n/a when its AlexNet weights are not cached")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train every arm again from the start, deleting its run folder (default: keep finished arms "
+                        "and resume interrupted ones)")
     return p
 
 
@@ -64,15 +69,15 @@ def collect_arms(args) -> list:
 @friendly_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    setup_logging()
+    setup_logging(offline=args.offline)
     from ..compare import compare
 
     try:
         result = compare(args.config, collect_arms(args), args.work_dir, args.overrides, select=args.select,
                          monitor=args.monitor, device=args.device, num_vis=args.num_vis,
-                         show_progress=not args.no_progress)
+                         show_progress=not args.no_progress, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        print("rerun the same command to resume: finished arms are kept", file=sys.stderr)
+        print("rerun the same command (without --overwrite) to resume: finished arms are kept", file=sys.stderr)
         raise
     print(result.files[0].read_text().rstrip())
     for path in result.files[1:]:

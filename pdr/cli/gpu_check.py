@@ -8,18 +8,20 @@ and the next one still runs:
 
 1. ``env``: versions of Python, torch, CUDA, the driver and the GPU; the packages PDR needs.
 2. ``build``: the CUDA rasterizer, compiled for this GPU's architecture only (fast).
-3. ``tests``: the CUDA tests of the suite (``tests/test_render_cuda.py`` and every ``tests/test_*cuda*.py``).
-4. ``bench_render``: ``tools/bench_render.py``, cases A, B and C, cuda and torch backends, with the goals.
-5. ``bench_train_step``: ``tools/bench_train_step.py``, SimVP (gSTA), TAU and ConvLSTM, alone and with
+3. ``doctor``: ``python -m pdr.doctor``: which renderer backends load, the CUDA module's first-use
+   self-test against the torch backend on this GPU, and a small timing of each backend.
+4. ``tests``: the CUDA tests of the suite (``tests/test_render_cuda.py`` and every ``tests/test_*cuda*.py``).
+5. ``bench_render``: ``tools/bench_render.py``, cases A, B and C, cuda and torch backends, with the goals.
+6. ``bench_train_step``: ``tools/bench_train_step.py``, SimVP (gSTA), TAU and ConvLSTM, alone and with
    PredGS, at the Moving MNIST size (10 -> 10, 1x64x64) and the Human3.6M size (4 -> 4, 3x256x256,
    N = 400, K = 51), bf16 and fp32.
-6. ``compare``: ``tools/compare.py`` on Moving MNIST from the real digits with the OpenSTL-size SimVP,
-   three arms (MSE, L1/SSIM, PredGS + L1/SSIM) at one step budget chosen from step 5's timing to fit the
+7. ``compare``: ``tools/compare.py`` on Moving MNIST from the real digits with the OpenSTL-size SimVP,
+   three arms (MSE, L1/SSIM, PredGS + L1/SSIM) at one step budget chosen from step 6's timing to fit the
    time left, evaluated on 1,000 test sequences. Needs the MNIST digits in ``data/moving_mnist``
    (``--mnist-from FOLDER`` copies them there first); skipped with a note otherwise.
 
 Writes into ``--out``: ``summary.md`` (every table), ``summary.json`` (every step's status, time and
-results), ``log.txt`` (every step's output), and, when step 6 ran, ``comparison.md`` and
+results), ``log.txt`` (every step's output), and, when step 7 ran, ``comparison.md`` and
 ``comparison_predictions.png``. Bulky files (the compare runs) go to ``--work-dir``.
 
 ``--dry-run`` runs every step on the CPU with every size shrunk (a few frames, one step, tiny models,
@@ -48,10 +50,10 @@ TRAIN_STEP_CONFIGS = [f"configs/{bench}/{backbone}_predgs.yaml" for bench in ("m
                       for backbone in ("simvp", "tau", "convlstm")]
 COMPARE_CONFIG = "configs/moving_mnist/simvp_predgs.yaml"
 COMPARE_ARMS = ["mse", "l1_ssim", "predgs_l1_ssim"]
-STEPS = ("env", "build", "tests", "bench_render", "bench_train_step", "compare")
+STEPS = ("env", "build", "doctor", "tests", "bench_render", "bench_train_step", "compare")
 # Time boxes in seconds on a GPU; compare gets what is left of --budget.
-TIME_BOXES = {"env": 30, "build": 150, "tests": 90, "bench_render": 90, "bench_train_step": 120}
-DRY_TIME_BOXES = {"env": 60, "build": 300, "tests": 120, "bench_render": 120, "bench_train_step": 300}
+TIME_BOXES = {"env": 30, "build": 150, "doctor": 45, "tests": 90, "bench_render": 90, "bench_train_step": 120}
+DRY_TIME_BOXES = {"env": 60, "build": 300, "doctor": 120, "tests": 120, "bench_render": 120, "bench_train_step": 300}
 MIN_COMPARE_S = 60
 REQUIRED_PACKAGES = ("torch", "numpy", "timm", "einops", "kornia", "yaml", "lpips", "skimage", "tqdm", "imageio",
                      "matplotlib", "scipy")
@@ -167,7 +169,7 @@ def commands(args, work: Path) -> dict[str, list[list[str]]]:
         bench_render += ["--backends", "torch", "cuda"]
         bench_train = [bench_train + ["--config", *TRAIN_STEP_CONFIGS, "--precision", "bf16", "fp32",
                                       "--json", str(work / "bench_train_step_0.json")]]
-    return {"build": [build], "tests": [python() + ["-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]],
+    return {"build": [build], "doctor": [python() + ["-m", "pdr.doctor"]], "tests": [python() + ["-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]],
             "bench_render": [bench_render], "bench_train_step": bench_train}
 
 
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
         if not args.dry_run and env.get("capability"):
             env_vars["TORCH_CUDA_ARCH_LIST"] = env["capability"]  # this GPU only: the build takes seconds, not minutes
         cmds = commands(args, work)
-        for name in ("build", "tests", "bench_render", "bench_train_step"):
+        for name in ("build", "doctor", "tests", "bench_render", "bench_train_step"):
             if name not in results:
                 continue
             if time.perf_counter() - t0 > args.budget:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..config import load_config
@@ -62,6 +63,10 @@ def main(argv=None) -> int:
         trainer = Trainer(cfg, work_dir, device=args.device, resume=args.resume, overwrite=args.overwrite,
                           show_progress=not args.no_progress)
         result = trainer.fit()
+    except KeyboardInterrupt:
+        if (work_dir / "checkpoints" / "last.pt").is_file():
+            print("to continue the run: the same command with --resume (instead of --overwrite)", file=sys.stderr)
+        raise
     finally:
         shutdown()
     if trainer.is_main:

@@ -17,7 +17,7 @@ from ..model import data_shape
 BUILTIN_ARM_SETS = ("paper",)
 # Keys (and their sub-keys) that every arm takes from the base config: an arm may not set them.
 SHARED_KEYS = ("data", "train.seed", "train.epochs", "train.max_steps", "train.accumulate_steps", "train.monitor",
-               "train.deterministic", "train.max_val_batches", "train.val_every", "eval")
+               "train.deterministic", "train.max_val_batches", "train.val_every", "train.val_every_steps", "eval")
 # PredGS settings of the paper arms when the base config has no adapter, by the larger frame side: those of
 # the benchmark configs (configs/*/simvp_predgs.yaml); pool brings every frame to 16x16 before the heads.
 DEFAULT_PREDGS = {

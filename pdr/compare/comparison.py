@@ -103,17 +103,19 @@ def run_status(run_dir: Path, cfg: Config) -> str:
     if diff:
         raise PDRError(
             f"{run_dir} holds a run of another config (differing keys:\n  " + "\n  ".join(diff)
-            + f"\n); delete {run_dir} or choose another --work-dir"
+            + f"\n); delete {run_dir}, choose another --work-dir or pass --overwrite to train every arm again"
         )
     return "finished" if _training_finished(state, cfg) else "interrupted"
 
 
 def train_arms(configs: dict[str, Config], work_dir: Path, device: str | None = None,
-               show_progress: bool = True) -> tuple[list[str], list[str]]:
-    """Train every arm that is not finished (resuming interrupted ones); returns (trained, reused) names."""
+               show_progress: bool = True, overwrite: bool = False) -> tuple[list[str], list[str]]:
+    """Train every arm that is not finished (resuming interrupted ones), or with ``overwrite`` every arm from
+    the start; returns (trained, reused) names."""
     from ..engine import Trainer
 
-    statuses = {name: run_status(work_dir / name, cfg) for name, cfg in configs.items()}  # all checks first
+    statuses = {name: "new" if overwrite else run_status(work_dir / name, cfg)  # all checks first
+                for name, cfg in configs.items()}
     trained, reused = [], []
     for name, cfg in configs.items():
         status = statuses[name]
@@ -159,10 +161,11 @@ def _write_outputs(result: ComparisonResult, work_dir: Path, arms: Sequence[Arm]
 
 def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overrides: Sequence[str] = (),
             select: str = "best", monitor: str | None = None, device: str = "auto", num_vis: int | None = None,
-            show_progress: bool = True) -> ComparisonResult:
+            show_progress: bool = True, overwrite: bool = False) -> ComparisonResult:
     """Train (or resume, or reuse) every arm in ``work_dir/<arm>``, evaluate all on the same test sequences
     and write the table and figures (see the module docstring). ``select``: "best" (checkpoint with the best
-    ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last"."""
+    ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last". ``overwrite``:
+    train every arm again from the start instead of keeping finished runs."""
     from ..metrics import load_lpips
     from ..results.evaluation import evaluate_run
     from ..runtime import resolve_device
@@ -172,7 +175,7 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     configs, monitor = arm_configs(config, arms, overrides, monitor)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    trained, reused = train_arms(configs, work_dir, device, show_progress)
+    trained, reused = train_arms(configs, work_dir, device, show_progress, overwrite)
 
     dev = resolve_device(device)
     base = next(iter(configs.values()))
@@ -180,7 +183,7 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     num_vis = base["eval"]["num_vis"] if num_vis is None else num_vis
     lpips_model = load_lpips(dev)[0] if "lpips" in metrics else None
     results = [evaluate_run(work_dir / arm.name, checkpoint=select, metrics=metrics, device=dev, num_vis=num_vis,
-                            lpips_model=lpips_model) for arm in arms]
+                            lpips_model=lpips_model, show_progress=show_progress) for arm in arms]
     results += evaluate_trivial(base, metrics, device=dev, lpips_model=lpips_model, num_vis=num_vis)
 
     rule = (f"every arm's checkpoint is the best by {monitor} on the validation split (checkpoints/best.pt)"

@@ -11,6 +11,7 @@ What a config may hold is ``pdr.config.schema``; how it is checked, ``pdr.config
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,8 +19,11 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import ConfigError
+from .data_options import same_data_key
 from .schema import SCHEMA, Config
 from .validate import validate_config
+
+log = logging.getLogger("pdr")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -49,6 +53,9 @@ def _merge(base: dict, override: dict, origins: dict, source: str, prefix: str =
     out = dict(base)
     for key, value in override.items():
         path = f"{prefix}{key}"
+        if prefix == "data.":  # a data key and its old names are one key: the later one replaces the earlier
+            for alias in same_data_key(key) - set(override):
+                out.pop(alias, None)
         old = out.get(key)
         if isinstance(value, dict) and value.get("_delete_"):
             value = {k: v for k, v in value.items() if k != "_delete_"}
@@ -122,9 +129,43 @@ def apply_override(data: dict, key: str, value, origins: dict) -> None:
             raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is a {type(child).__name__}, not a section")
         node = child
     prefix = key[: -len(parts[-1])]
+    if parts[-1] == "name" and isinstance(node.get("name"), str) and value != node["name"]:
+        _drop_arguments_of_replaced(node, prefix[:-1], value, origins)
     merged = _merge(node, {parts[-1]: value}, origins, "--set", prefix)  # same rules as a file's override
-    node[parts[-1]] = merged[parts[-1]]
+    node.clear()  # the merge may also drop a key's old name (data.size for data.image_size)
+    node.update(merged)
     origins[key] = "--set"
+
+
+def _drop_arguments_of_replaced(node: dict, where: str, new_name, origins: dict) -> None:
+    """``--set loss.name=mse`` where the loss was ``l1_ssim``: the arguments of the old component that the new
+    one does not take (``lam``) are dropped with a note, as a file's ``loss: {name: mse}`` replaces the whole
+    mapping. Arguments given with ``--set`` stay (a wrong one is then reported), as does anything of a
+    component whose arguments are not known here (an unknown name, ``**kwargs``)."""
+    from ..registry import RegistryError
+    from .validate import component_arguments
+
+    try:
+        accepted = component_arguments(where, new_name)
+    except (KeyError, RegistryError):  # not a component, or a name that validation will report
+        return
+    if accepted is None:
+        return
+    dropped = []
+    for key in [k for k in node if k != "name" and origins.get(f"{where}.{k}") != "--set"]:
+        keep = key in accepted
+        if key == "warmup" and where == "loss":  # the loss's own option: kept when the new loss has what it ramps
+            start = node[key].get("start") if isinstance(node[key], dict) else None
+            keep = not isinstance(start, dict) or set(start) <= set(accepted)
+        if not keep:
+            dropped.append(f"{key}={_flow_value(node.pop(key))}")
+    if dropped:
+        log.warning("--set %s.name=%s replaces %s %r: dropped %s, which %r does not take", where, new_name,
+                    where.split(".")[-1], node["name"], ", ".join(dropped), new_name)
+
+
+def _flow_value(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate: bool = True) -> Config:
@@ -146,10 +187,19 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), validate
     return cfg
 
 
+def upgrade_stored(data: dict) -> dict:
+    """A resolved config that an earlier version stored (a checkpoint's copy) in today's form: ``optim.momentum``
+    was filled with 0.9 for every optimiser, where only sgd uses it (and takes 0.9 when it is null)."""
+    optim = data.get("optim")
+    if isinstance(optim, dict) and "momentum" in optim and (optim.get("name") != "sgd" or optim["momentum"] == 0.9):
+        data = {**data, "optim": {k: v for k, v in optim.items() if k != "momentum"}}
+    return data
+
+
 def config_from_dict(data: dict, validate: bool = True, overrides: Iterable[str] = (),
                      filename: str = "<dict>") -> Config:
     """A Config from a resolved mapping (a checkpoint's copy, say), with ``--set`` overrides applied."""
-    data, origins = copy.deepcopy(data), {}
+    data, origins = copy.deepcopy(upgrade_stored(data)), {}
     for text in overrides:
         key, value = parse_override(text)
         apply_override(data, key, value, origins)

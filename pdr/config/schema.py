@@ -41,6 +41,9 @@ SCHEMA: dict[str, Any] = {
                         "checkpoint, or an OpenSTL .pth/.ckpt"),
         "init_strict": _f(bool, True, help="init_from: every key must fit (false: load what fits, log the rest)"),
         "freeze_backbone": _f(bool, False, help="train only the adapter"),
+        "pad": _f(str, "auto", choices=("auto", "none"), help="auto: frames of a size the backbone or adapter does "
+                  "not divide are padded to the next multiple and predictions cropped back; none: refuse such sizes"),
+        "pad_mode": _f(str, "replicate", choices=("replicate", "reflect"), help="how model.pad: auto fills the border"),
     },
     "data": {
         "name": _f(str, help="a registered dataset"),
@@ -58,7 +61,7 @@ SCHEMA: dict[str, Any] = {
         "adapter_lr_scale": _f(float, 1.0, help="the adapter's learning rate is lr times this"),
         "weight_decay": _f(float, 1e-2),
         "betas": _f(list, [0.9, 0.999]),
-        "momentum": _f(float, 0.9),
+        "momentum": _f((float, NONE), None, help="sgd only (null: 0.9); adam and adamw take theirs from betas[0]"),
         "grad_clip": _f((float, NONE), None),
     },
     "schedule": {
@@ -73,7 +76,9 @@ SCHEMA: dict[str, Any] = {
         "seed": _f(int, 0),
         "device": _f(str, "auto", choices=("auto", "cpu", "cuda")),
         "log_every": _f(int, 10),
-        "val_every": _f(int, 1, help="validate every this many epochs"),
+        "val_every": _f(int, 1, help="validate every this many epochs (unless val_every_steps is set)"),
+        "val_every_steps": _f((int, NONE), None, help="validate every this many optimiser steps, and after the last "
+                              "one; when set, it replaces val_every"),
         "max_val_batches": _f((int, NONE), None),
         "deterministic": _f(bool, False),
         "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (its direction comes from "

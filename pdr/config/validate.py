@@ -3,10 +3,13 @@ component argument; each error names the file that set the key and its dotted pa
 from __future__ import annotations
 
 import copy
+import re
 from typing import Iterable
 
+from ..arg_types import signature
 from ..errors import ConfigError
 from ..registry import ADAPTERS, BACKBONES, DATASETS, LOSSES, RegistryError, closest_hint, import_modules
+from .data_options import check_split_counts, rename_deprecated_data_keys
 from .schema import COMPONENT, LOGGERS, NONE, REQUIRED, SCHEMA, Config, Field
 
 # Arguments that build_model / the data module pass themselves; a config must not set them.
@@ -17,6 +20,37 @@ _COMPONENT_REGISTRIES = {
 }
 _DATA_OWN_KEYS = ("split", "in_frames", "out_frames")
 _MONITOR_KEYS = ("train.monitor", "train.early_stop.monitor")
+
+
+def component_arguments(where: str, name: str) -> list[str] | None:
+    """The arguments a config may give the component ``name`` at ``where`` (``loss``, ``model.backbone``,
+    ``model.adapter``); None when it takes any. KeyError for another ``where``, RegistryError for an unknown name."""
+    registry, own = _COMPONENT_REGISTRIES[where]
+    return registry.argument_names(name, own)
+
+
+def component_error(cfg: Config, where: str, message: str) -> ConfigError:
+    """The constructor of the component at ``where`` (``model.backbone``, ``model.adapter``) refused its
+    arguments with ``message``: an error that names where the value at fault was set (the argument the message
+    names, else the component), and the ``--set`` values that shaped the data's frames the component was built for."""
+    section = cfg.get_path(where) or {}
+    named = [k for k in section if k != "name" and re.search(rf"\b{re.escape(str(k))}\b", message)]
+    named.sort(key=lambda k: cfg.origin(f"{where}.{k}") != "--set")  # a value given on the command line first
+    key = f"{where}.{named[0]}" if named else where
+    return ConfigError(f"{cfg.origin(key)}: {where} ({section.get('name')}): {message}{frames_set_note(cfg, key)}")
+
+
+def frames_set_note(cfg: Config, key: str) -> str:
+    """`` (the data's frames come from --set data.size=30)`` when ``--set`` values other than ``key`` shaped the
+    data's frames, else an empty string."""
+    frame_keys = ["data.in_frames", "data.out_frames"]
+    try:
+        params = signature(DATASETS.get(cfg["data"]["name"]).frame_shape).parameters
+        frame_keys += [f"data.{n}" for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY]
+    except RegistryError:
+        pass
+    given = [f"{k}={cfg.get_path(k)}" for k in frame_keys if cfg.origins.get(k) == "--set" and k != key]
+    return f" (the data's frames come from --set {' '.join(given)})" if given else ""
 
 
 def _type_name(types: tuple) -> str:
@@ -178,6 +212,48 @@ def _check_loggers_and_early_stop(cfg: Config) -> None:
                           f"got {stop['min_delta']}")
 
 
+# Numbers of the schema with a valid range: (dotted key, test, the range in words). null passes (where allowed).
+_RANGES = (
+    *((f"data.{k}", lambda v: v >= 1, ">= 1") for k in ("in_frames", "out_frames", "batch_size", "eval_batch_size")),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.adapter_lr_scale", lambda v: v > 0, "> 0"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.momentum", lambda v: v >= 0, ">= 0"),
+    ("optim.grad_clip", lambda v: v > 0, "> 0 (the largest gradient norm), or null for no clipping"),
+    ("schedule.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("schedule.min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("schedule.pct_start", lambda v: 0 < v < 1, "in (0, 1) (the share of the steps that raise the rate)"),
+    *((f"train.{k}", lambda v: v >= 1, ">= 1") for k in (
+        "epochs", "max_steps", "accumulate_steps", "log_every", "val_every", "val_every_steps", "max_val_batches",
+        "save_every", "max_nonfinite_steps")),
+    ("train.monitor_after", lambda v: v >= 0, ">= 0"),
+    ("eval.num_vis", lambda v: v >= 0, ">= 0"),
+    ("eval.max_batches", lambda v: v >= 1, ">= 1"),
+    ("eval.num_samples", lambda v: v >= 1, ">= 1"),
+)
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, test, expected in _RANGES:
+        value = cfg.get_path(key)
+        if value is not None and not test(value):
+            raise ConfigError(f"{cfg.origin(key)}: {key}: must be {expected}, got {value}")
+
+
+def _check_optimizer(cfg: Config) -> None:
+    """What torch would refuse only when training starts: betas, and a momentum that the optimiser does not use."""
+    o = cfg["optim"]
+    betas = o["betas"]
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"{cfg.origin('optim.betas')}: optim.betas: expected two numbers in [0, 1), e.g. [0.9, 0.999]; "
+                          f"got {betas!r}")
+    o["betas"] = [float(b) for b in betas]
+    if o["momentum"] is not None and o["name"] != "sgd":
+        raise ConfigError(f"{cfg.origin('optim.momentum')}: optim.momentum: only sgd uses it; {o['name']}'s momentum "
+                          "is optim.betas[0]. Remove optim.momentum or set optim.name: sgd")
+
+
 def validate_config(cfg: Config) -> Config:
     """Fill defaults, coerce types and check every key; return a new Config."""
     out = _validate_section(cfg, dict(cfg), SCHEMA, "")
@@ -192,29 +268,24 @@ def validate_config(cfg: Config) -> Config:
         DATASETS.get(data["name"])
     except RegistryError as exc:
         raise ConfigError(f"{resolved.origin('data.name')}: data.name: {exc}") from None
+    rename_deprecated_data_keys(resolved)
     extra = {k: v for k, v in data.items() if k not in SCHEMA["data"]}
     for key in _DATA_OWN_KEYS:
         if key in extra:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
     try:
-        data.update(DATASETS.check_kwargs(data["name"], extra, "data", provided=_DATA_OWN_KEYS))
+        data.update(DATASETS.check_kwargs(data["name"], check_split_counts(resolved, extra), "data",
+                                          provided=_DATA_OWN_KEYS))
     except ConfigError as exc:
         raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
-    for key in ("in_frames", "out_frames", "batch_size"):
-        if data[key] < 1:
-            raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: must be >= 1, got {data[key]}")
     train = resolved["train"]
     if train["epochs"] is None and train["max_steps"] is None:
         raise ConfigError(f"{resolved.origin('train')}: train: set train.epochs or train.max_steps (the budget)")
-    for key, low in (("epochs", 1), ("max_steps", 1), ("monitor_after", 0), ("accumulate_steps", 1)):
-        if train[key] is not None and train[key] < low:
-            raise ConfigError(f"{resolved.origin('train.' + key)}: train.{key}: must be >= {low}, got {train[key]}")
+    _check_ranges(resolved)
+    _check_optimizer(resolved)
     _check_metric_names(resolved)
     _check_loggers_and_early_stop(resolved)
     if resolved["model"]["freeze_backbone"] and resolved["model"]["adapter"] is None:
         raise ConfigError(f"{resolved.origin('model.freeze_backbone')}: model.freeze_backbone: true trains only the "
                           "adapter, but model.adapter is null; set an adapter or freeze_backbone: false")
-    if not resolved["optim"]["adapter_lr_scale"] > 0:
-        raise ConfigError(f"{resolved.origin('optim.adapter_lr_scale')}: optim.adapter_lr_scale must be > 0, got "
-                          f"{resolved['optim']['adapter_lr_scale']}")
     return resolved

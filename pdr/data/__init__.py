@@ -3,6 +3,7 @@ from .base import SPLITS, VideoDataset, split_batch
 from . import synthetic  # noqa: F401  (registers bouncing_sprites, advected_fields)
 from . import moving_mnist, taxibj, weatherbench, kth, human36m  # noqa: F401  (the benchmarks)
 from . import clevrer  # noqa: F401
+from . import arrays, video_folder  # noqa: F401  (a user's own data)
 from .loader import (Normalisation, VideoLoader, build_dataset, build_eval_loader, build_train_loader,
                      build_train_val)
 

@@ -41,6 +41,9 @@ class VideoDataset(Dataset):
     are the dataset's metric conventions (``pdr.metrics.MetricAccumulator``): MSE/MAE/RMSE per pixel
     instead of summed over pixels, and per-variable metrics for multi-variable data.
     ``validation_is_test``: the val split is the test data (OpenSTL's KTH and Human3.6M protocol).
+    ``uint8_scale``: for data read from 8-bit images, the data units per 8-bit level (frames = uint8 * scale,
+    1/255 for frames in [0, 1]); None for data that are not 8-bit images. ``PDRModel.predict`` and pdr-predict
+    read it (``uint8_scale_of``) to take uint8 frames and videos.
     """
 
     mean: float | Sequence[float] | None = None
@@ -48,6 +51,7 @@ class VideoDataset(Dataset):
     spatial_norm: bool = False
     channel_names: list[str] | None = None
     validation_is_test: bool = False
+    uint8_scale: float | None = None
 
     def __init__(self, split: str, in_frames: int, out_frames: int):
         if split not in SPLITS:
@@ -60,6 +64,11 @@ class VideoDataset(Dataset):
     def frame_shape(cls, **kwargs) -> tuple[int, int, int]:
         """(C, H, W) of one frame for these dataset arguments, without touching any data."""
         raise NotImplementedError
+
+    @classmethod
+    def uint8_scale_of(cls, **kwargs) -> float | None:
+        """``uint8_scale`` for these dataset arguments (a dataset whose scaling is an argument overrides this)."""
+        return cls.uint8_scale
 
     @classmethod
     def describe_files(cls, root: Path, **kwargs) -> list[str] | None:

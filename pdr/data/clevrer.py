@@ -12,7 +12,7 @@ Files are found by name anywhere under ``root``; the split is given by the video
 config). The official test annotations are not public: set ``require_annotations: false`` to
 evaluate frames only (collision labels are then unavailable).
 
-Frames are decoded lazily (one video per item), resized explicitly to ``img_size`` x ``img_size``
+Frames are decoded lazily (one video per item), resized explicitly to ``image_size`` x ``image_size``
 with area averaging (the 3:2 aspect ratio is NOT kept: 480x320 -> 128x128 squeezes the width), and
 scaled to [0, 1] (mean 0, std 1: no further normalisation). A clip is ``in_frames + out_frames``
 frames ``frame_step`` source frames apart. ``cache_dir``, when set, keeps the decoded, resized
@@ -32,10 +32,10 @@ from ..registry import DATASETS
 from .base import VideoDataset
 from .clevrer_files import HOW_TO_GET, VIDEO_NAME, collision_frames, index_files, load_annotation
 from .flow_cache import clip_flows
+from .optical_flow import METHOD_CHOICES, resolve_flow_method
 from .video_io import read_video, resize_frames
 
 CLIP_STARTS = ("random", "fixed")
-FLOW_METHODS = ("raft_large", "farneback")  # what tools/precompute_flow.py records in a flow cache
 
 
 def _index_range(value, key: str) -> tuple[int, int]:
@@ -47,13 +47,13 @@ def _index_range(value, key: str) -> tuple[int, int]:
 
 @DATASETS.register("clevrer")
 class CLEVRER(VideoDataset):
-    """CLEVRER clips, RGB ``img_size`` x ``img_size``, values in [0, 1]; one clip per video.
+    """CLEVRER clips, RGB ``image_size`` x ``image_size``, values in [0, 1]; one clip per video.
 
     Args:
         split, in_frames, out_frames: as every dataset (20 -> 12 in our configs).
         root: folder with the videos and annotations (searched recursively).
         train_videos, val_videos, test_videos: [first, end) video indices of each split.
-        img_size: frame height and width after resizing (area averaging, aspect ratio not kept).
+        image_size: frame height and width after resizing (area averaging, aspect ratio not kept).
         frame_step: source frames between consecutive clip frames.
         clip_start: "random" (a start drawn from (seed, video index, epoch); see ``set_epoch``) or
             "fixed" (``start_frame``). Default: "random" for train, "fixed" for val and test.
@@ -66,16 +66,19 @@ class CLEVRER(VideoDataset):
             ``collision_labels(index)`` and ``item(index)`` give the labels of any annotated video.
         return_flows: in the train split, add ``"flow_backward"`` (T-1, 2, H, W) and ``"flow_visible"``
             (T-1, 1, H, W) over the clip's frames to the extras, read from ``video_XXXXX_flow.npz`` next to each
-            video (written by tools/precompute_flow.py; resized to ``img_size`` with the vectors scaled). Needs
+            video (written by tools/precompute_flow.py; resized to ``image_size`` with the vectors scaled). Needs
             ``frame_step: 1``: the stored flows are between consecutive frames.
-        flow_method: the method the precomputed flows must have been made with, "raft_large" or "farneback"
-            (tools/precompute_flow.py records it in each file); flows of another method are an error.
+        flow_method: the method the precomputed flows must have been made with, "raft_large", "farneback" or
+            "auto" (RAFT when its weights are in the torch hub cache, else Farneback: the rule of
+            tools/precompute_flow.py, whose default is the same "auto"); tools/precompute_flow.py records the
+            method in each file, and flows of another method are an error.
         cache_dir: folder for decoded, resized frames (``video_XXXXX_<H>x<W>.npy``), or null.
         max_videos: use only the first this many videos of the split (quick runs), or null.
     """
 
     mean = 0.0
     std = 1.0
+    uint8_scale = 1 / 255  # 8-bit images scaled to [0, 1]
 
     def __init__(
         self,
@@ -86,7 +89,7 @@ class CLEVRER(VideoDataset):
         train_videos: list = (0, 10000),
         val_videos: list = (10000, 15000),
         test_videos: list = (15000, 20000),
-        img_size: int = 128,
+        image_size: int = 128,
         frame_step: int = 1,
         clip_start: str | None = None,
         start_frame: int = 0,
@@ -94,7 +97,7 @@ class CLEVRER(VideoDataset):
         require_annotations: bool = True,
         return_collision: bool = False,
         return_flows: bool = False,
-        flow_method: Literal["raft_large", "farneback"] = "raft_large",
+        flow_method: Literal["auto", "raft_large", "farneback"] = "auto",
         cache_dir: str | None = None,
         max_videos: int | None = None,
     ):
@@ -108,18 +111,20 @@ class CLEVRER(VideoDataset):
         self.clip_start = clip_start or ("random" if split == "train" else "fixed")
         if self.clip_start not in CLIP_STARTS:
             raise DataError(f"data.clip_start must be one of {CLIP_STARTS} (or null), got {clip_start!r}")
-        if not isinstance(img_size, int) or img_size < 1 or not isinstance(frame_step, int) or frame_step < 1:
-            raise DataError(f"data.img_size and data.frame_step must be ints >= 1, got {img_size!r} and {frame_step!r}")
-        self.img_size, self.frame_step = img_size, frame_step
+        if not isinstance(image_size, int) or image_size < 1 or not isinstance(frame_step, int) or frame_step < 1:
+            raise DataError(f"data.image_size and data.frame_step must be ints >= 1, got {image_size!r} and "
+                            f"{frame_step!r}")
+        self.image_size, self.frame_step = image_size, frame_step
         self.start_frame, self.seed, self.epoch = int(start_frame), int(seed), 0
         self.return_collision = bool(return_collision)
         self.return_flows = bool(return_flows)
         if self.return_flows and frame_step != 1:
             raise DataError(f"data.return_flows needs data.frame_step: 1 (the stored flows join consecutive frames), "
                             f"got {frame_step}")
-        if flow_method not in FLOW_METHODS:
-            raise DataError(f"data.flow_method must be one of {list(FLOW_METHODS)}, got {flow_method!r}")
-        self.flow_method = flow_method
+        if flow_method not in METHOD_CHOICES:
+            raise DataError(f"data.flow_method must be one of {list(METHOD_CHOICES)}, got {flow_method!r}")
+        self.flow_method_asked = flow_method
+        self.flow_method = resolve_flow_method(flow_method)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.videos, self.annotations = self._select(ranges[split], bool(require_annotations), max_videos)
 
@@ -153,8 +158,8 @@ class CLEVRER(VideoDataset):
         return [videos[i] for i in chosen], [annotations.get(i) for i in chosen]
 
     @classmethod
-    def frame_shape(cls, img_size: int = 128, **_) -> tuple[int, int, int]:
-        return (3, img_size, img_size)
+    def frame_shape(cls, image_size: int = 128, **_) -> tuple[int, int, int]:
+        return (3, image_size, image_size)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -171,14 +176,14 @@ class CLEVRER(VideoDataset):
         return (self.in_frames + self.out_frames - 1) * self.frame_step + 1
 
     def frames(self, index: int) -> np.ndarray:
-        """Every frame of video ``index``, decoded and resized: uint8 (T_src, img_size, img_size, 3)."""
+        """Every frame of video ``index``, decoded and resized: uint8 (T_src, image_size, image_size, 3)."""
         cached = self._cache_path(index)
         if cached is not None and cached.is_file():
             try:
                 return np.load(cached)
             except (OSError, ValueError):
                 cached.unlink(missing_ok=True)  # a damaged cache entry: decode again
-        frames = resize_frames(read_video(self.videos[index]), (self.img_size, self.img_size))
+        frames = resize_frames(read_video(self.videos[index]), (self.image_size, self.image_size))
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -189,7 +194,7 @@ class CLEVRER(VideoDataset):
     def _cache_path(self, index: int) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{self.videos[index].stem}_{self.img_size}x{self.img_size}.npy"
+        return self.cache_dir / f"{self.videos[index].stem}_{self.image_size}x{self.image_size}.npy"
 
     def start(self, index: int, num_frames: int) -> int:
         """First source frame of the clip of video ``index`` that has ``num_frames`` frames."""
@@ -262,7 +267,8 @@ class CLEVRER(VideoDataset):
 
     def flows(self, index: int, picked: np.ndarray) -> dict:
         """Precomputed backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between the picked frames."""
-        return clip_flows(self.videos[index], picked, self.flow_method, (self.img_size, self.img_size))
+        return clip_flows(self.videos[index], picked, self.flow_method, (self.image_size, self.image_size),
+                          asked=self.flow_method_asked)
 
     def __getitem__(self, index: int):
         if self.split != "train" or not (self.return_collision or self.return_flows):

@@ -16,9 +16,8 @@ import numpy as np
 from ..errors import DataError
 from ..optional import require
 from .base import VideoDataset
-from .video_io import list_frames, read_frame, read_video, resize_frames
-
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
+from .frame_fit import FrameFit
+from .video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames, read_frame, read_video
 
 
 def split_ids(split: str, train, val, test, keys: tuple[str, str, str], what: str) -> set[int]:
@@ -79,10 +78,20 @@ def find_sources(root: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         here = Path(dirpath)
-        if any(Path(f).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") for f in filenames):
+        if any(Path(f).suffix.lower() in FRAME_SUFFIXES for f in filenames):
             found.append(here)
         found.extend(here / f for f in sorted(filenames) if Path(f).suffix.lower() in VIDEO_SUFFIXES)
     return sorted(found)
+
+
+def read_source(path: Path, grey: bool, fit: FrameFit, files: list[Path] | None = None) -> np.ndarray:
+    """uint8 frames (T, H, W) or (T, H, W, 3) of a video file or frame folder, each fitted to ``fit.size`` as it is
+    read (``files``: the frame folder's images to read, default all). A frame that does not fit is an error
+    naming its file."""
+    if not path.is_dir():
+        return read_video(path, grey=grey, fit=lambda frame: fit(frame, path))
+    files = list_frames(path) if files is None else files
+    return np.stack([fit(read_frame(f, grey=grey)[None], f)[0] for f in files])
 
 
 class ClipCollection:
@@ -92,26 +101,21 @@ class ClipCollection:
         sources: probed videos.
         length, frame_step, clip_stride: clip geometry in source frames.
         grey: decode to one channel (else RGB).
-        size: (H, W) every frame must have after decoding, or after resizing when ``resize``.
-        resize: resize frames of another size to ``size`` (area averaging); False raises instead.
-        cache_videos: decoded video files kept in memory per process (frame folders are read per clip).
+        fit: the frame size and how frames of another size get it (``FrameFit``); sources it cannot fit are
+            refused here, naming the file.
+        cache_videos: decoded video files kept in memory per process, at the fitted size (frame folders are read
+            per clip).
     """
 
     def __init__(self, sources: list[Source], length: int, frame_step: int, clip_stride: int, grey: bool,
-                 size: tuple[int, int], resize: bool, cache_videos: int = 4):
+                 fit: FrameFit, cache_videos: int = 4):
         self.sources, self.length, self.frame_step = sources, length, frame_step
-        self.grey, self.size, self.resize = grey, tuple(size), resize
-        span = (length - 1) * frame_step + 1
+        self.grey, self.fit = grey, fit
+        self.span = (length - 1) * frame_step + 1
         self.clips = [(i, start) for i, src in enumerate(sources)
-                      for start in range(0, src.num_frames - span + 1, clip_stride)]
-        if not resize:
-            for src in sources:
-                if src.size != self.size:
-                    raise DataError(
-                        f"{src.path}: frames are {src.size[0]}x{src.size[1]} but data.image_size asks "
-                        f"{self.size[0]}x{self.size[1]}; set data.resize: true to resize them (area averaging), "
-                        "or resize the files"
-                    )
+                      for start in range(0, src.num_frames - self.span + 1, clip_stride)]
+        for src in sources:
+            fit.check(*src.size, src.path)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_videos
         self._listing: dict[int, list[Path]] = {}
@@ -119,20 +123,12 @@ class ClipCollection:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _fit(self, frames: np.ndarray, path: Path) -> np.ndarray:
-        if self.resize:
-            return resize_frames(frames, self.size)
-        if frames.shape[1:3] != self.size:
-            raise DataError(f"{path}: frames are {frames.shape[1]}x{frames.shape[2]}, expected "
-                            f"{self.size[0]}x{self.size[1]} (set data.resize: true to resize)")
-        return frames
-
     def _decode_video(self, i: int) -> np.ndarray:
         """Every frame of video file i (a video is decoded from its start, so whole videos are cached)."""
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        frames = self._fit(read_video(self.sources[i].path, grey=self.grey), self.sources[i].path)
+        frames = read_source(self.sources[i].path, self.grey, self.fit)
         self._cache[i] = frames
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -147,8 +143,7 @@ class ClipCollection:
             files = self._listing.get(i) or self._listing.setdefault(i, list_frames(src.path))
             if len(files) != src.num_frames:
                 raise DataError(f"{src.path}: {len(files)} frames now, {src.num_frames} when the dataset was built")
-            frames = self._fit(np.stack([read_frame(f, grey=self.grey) for f in files[start:stop:self.frame_step]]),
-                               src.path)
+            frames = read_source(src.path, self.grey, self.fit, files[start:stop:self.frame_step])
         else:
             decoded = self._decode_video(i)
             if stop > len(decoded):
@@ -167,6 +162,7 @@ class ClipDataset(VideoDataset):
 
     mean = 0.0
     std = 1.0
+    uint8_scale = 1 / 255  # 8-bit images scaled to [0, 1]
 
     def open_root(self, root: str, benchmark: str, how_to_get: str) -> Path:
         self.root = Path(root)
@@ -175,17 +171,17 @@ class ClipDataset(VideoDataset):
         return self.root
 
     def cut_clips(self, paths: list[Path], frame_step: int, clip_stride: int, eval_clip_stride: int, grey: bool,
-                  image_size: int, resize: bool) -> None:
+                  fit: FrameFit) -> None:
         """Probe ``paths`` and cut clips of in_frames + out_frames frames (``clip_stride`` apart in train)."""
         stride = clip_stride if self.split == "train" else eval_clip_stride
         self.clips = ClipCollection([probe(p) for p in paths], self.in_frames + self.out_frames, int(frame_step),
-                                    int(stride), grey=grey, size=(image_size, image_size), resize=bool(resize))
+                                    int(stride), grey=grey, fit=fit)
         if len(self.clips) == 0:
-            longest = max(s.num_frames for s in self.clips.sources)
+            longest = max(self.clips.sources, key=lambda s: s.num_frames)
             raise DataError(
-                f"data: the longest {self.split} video has {longest} frames, fewer than the "
-                f"{(self.in_frames + self.out_frames - 1) * frame_step + 1} needed for {self.in_frames} + "
-                f"{self.out_frames} frames {frame_step} apart (data.in_frames, data.out_frames, data.frame_step)"
+                f"data: the longest {self.split} video has {longest.num_frames} frames, fewer than the "
+                f"{self.clips.span} needed for {self.in_frames} + {self.out_frames} frames {frame_step} apart "
+                f"(data.in_frames, data.out_frames, data.frame_step): {longest.path}"
             )
 
     def __len__(self) -> int:

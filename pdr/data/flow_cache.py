@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .optical_flow import describe_flow_method
 
 FLOW_FILE = "flow.npz"
 
@@ -43,18 +44,20 @@ def load_flows(video: str | Path) -> dict:
                         "tools/precompute_flow.py --overwrite on the video") from exc
 
 
-def clip_flows(video: str | Path, picked: np.ndarray, method: str, size: tuple[int, int]) -> dict:
+def clip_flows(video: str | Path, picked: np.ndarray, method: str, size: tuple[int, int],
+               asked: str | None = None) -> dict:
     """The cached backward flows (T-1, 2, H, W) and visibility (T-1, 1, H, W) between consecutive frames of a
     clip of ``video``, ``picked`` (T,) being the clip's source-frame numbers (one apart), resized to ``size``
-    (H, W) with the vectors scaled alike. The cache must hold flows made with ``method`` (data.flow_method)."""
+    (H, W) with the vectors scaled alike. The cache must hold flows made with ``method`` (data.flow_method
+    resolved; ``asked``: as the config gave it, e.g. "auto", for the message)."""
+
     path = cache_path(video)
     stored = load_flows(video)
     made_with = str(stored.get("method", "unknown"))
     if made_with != method:
-        option = "raft" if method == "raft_large" else method
-        raise DataError(f"{path}: flows made with {made_with}, but data.flow_method asks for {method}; "
-                        f"recompute them with tools/precompute_flow.py --method {option} --overwrite, or set "
-                        f"data.flow_method: {made_with}")
+        raise DataError(f"{path}: flows made with {made_with}, but data.flow_method asks for "
+                        f"{describe_flow_method(asked or method)}; recompute them with tools/precompute_flow.py "
+                        f"--method {method} --overwrite, or set data.flow_method: {made_with}")
     backward, visible = stored["backward"], stored["visible"]
     if picked[-1] > len(backward):
         raise DataError(f"{path}: {len(backward)} flow pairs, the clip needs frames up to {picked[-1]}; "

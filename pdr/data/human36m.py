@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..registry import DATASETS
 from .clips import ClipDataset, find_sources, split_ids
+from .frame_fit import FrameFit, size_pair
 
 SUBJECT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)(?=$|[^0-9])")
 HOW_TO_GET = ("get the videos from http://vision.imar.ro/human3.6m/ (registration needed) and extract frames into one "
@@ -69,8 +70,8 @@ class Human36M(ClipDataset):
         if not folders:
             raise DataError(f"data.root: no frame folder of subjects {sorted(f'S{s}' for s in subjects)} under "
                             f"{self.root.resolve()}; {HOW_TO_GET}")
-        self.cut_clips(folders, frame_step, clip_stride, eval_clip_stride, grey=False, image_size=image_size,
-                       resize=resize)
+        self.cut_clips(folders, frame_step, clip_stride, eval_clip_stride, grey=False,
+                       fit=FrameFit(size_pair(image_size), bool(resize)))
 
     @classmethod
     def frame_shape(cls, image_size: int = 256, **_) -> tuple[int, int, int]:

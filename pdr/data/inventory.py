@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..registry import DATASETS
 from .base import SPLITS
+from .counts import build_split
 
 BENCHMARKS = ("moving_mnist", "taxibj", "weatherbench", "kth", "human36m")
 
@@ -31,8 +32,7 @@ def inventory(name: str, root: str | Path, in_frames: int, out_frames: int, **da
     ok = True
     for split in SPLITS:
         try:
-            ds = DATASETS.build(name, split=split, in_frames=in_frames, out_frames=out_frames, root=str(root),
-                                **data_kwargs)
+            ds = build_split(name, split, in_frames, out_frames, root=str(root), **data_kwargs)
             lines.append(f"  {split:5s} {len(ds):>8,}")
         except DataError as exc:
             ok = False

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..registry import DATASETS
 from .clips import ClipDataset, find_sources, split_ids
+from .frame_fit import FrameFit, size_pair
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)", re.IGNORECASE)
@@ -72,8 +73,8 @@ class KTH(ClipDataset):
         if not paths:
             raise DataError(f"data.root: no KTH video (personXX_<action>_dY[_uncomp].avi or a frame folder of that name) "
                             f"of persons {sorted(persons)} under {self.root.resolve()}; {HOW_TO_GET}")
-        self.cut_clips(paths, frame_step, clip_stride, eval_clip_stride, grey=True, image_size=image_size,
-                       resize=resize)
+        self.cut_clips(paths, frame_step, clip_stride, eval_clip_stride, grey=True,
+                       fit=FrameFit(size_pair(image_size), bool(resize)))
 
     @classmethod
     def frame_shape(cls, image_size: int = 128, **_) -> tuple[int, int, int]:

@@ -16,16 +16,14 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import Config, dataset_kwargs
 from ..errors import PDRError
-from ..registry import DATASETS
 from .base import VideoDataset
+from .counts import build_split
 from .sampler import EpochBatchSampler
 
 
 def build_dataset(cfg: Config, split: str) -> VideoDataset:
     data = cfg["data"]
-    return DATASETS.build(
-        data["name"], split=split, in_frames=data["in_frames"], out_frames=data["out_frames"], **dataset_kwargs(cfg)
-    )
+    return build_split(data["name"], split, data["in_frames"], data["out_frames"], **dataset_kwargs(cfg))
 
 
 def build_train_val(cfg: Config) -> tuple[VideoDataset, VideoDataset]:

@@ -1,4 +1,5 @@
-"""Moving MNIST: digits bouncing in a 64x64 frame (Srivastava et al., 2015; OpenSTL's protocol).
+"""Moving MNIST: digits bouncing in a 64x64 frame (Srivastava et al., 2015; OpenSTL's protocol), and
+Stochastic Moving MNIST (``stochastic: true``: a new random direction at each wall hit; SVG's and SRVP's benchmark).
 
 Sequences are generated on the fly from MNIST digits in idx format. Which digits each split uses:
 
@@ -59,11 +60,15 @@ def find_idx(root: Path, prefix: str) -> Path | None:
     return None
 
 
-def bouncing_trajectory(rng: np.random.Generator, steps: int, canvas: int, step_length: float) -> np.ndarray:
+def bouncing_trajectory(rng: np.random.Generator, steps: int, canvas: int, step_length: float,
+                        stochastic: bool = False) -> np.ndarray:
     """Top-left corners (steps, 2) as (row, col) ints of a digit bouncing in [0, canvas] x [0, canvas].
 
     Motion is in unit coordinates: a random start, a random direction, ``step_length`` per frame,
     reflection off the walls at 0 and 1; positions are scaled by ``canvas`` (frame size - digit size).
+    ``stochastic`` (Stochastic Moving MNIST): at each wall hit the digit leaves in a new random direction,
+    uniform over the directions that point away from the wall(s) it hit, at the same speed; the draws come
+    from ``rng``, which the deterministic motion uses only for the start.
     """
     pos = rng.uniform(0.0, 1.0, size=2)
     theta = rng.uniform(0.0, 2.0 * np.pi)
@@ -72,11 +77,16 @@ def bouncing_trajectory(rng: np.random.Generator, steps: int, canvas: int, step_
     for t in range(steps):
         out[t] = pos
         pos = pos + velocity * step_length
+        away = np.zeros(2)  # per axis: +1 after a hit of the wall at 0, -1 after one at 1
         for axis in range(2):
             if pos[axis] < 0.0:
-                pos[axis], velocity[axis] = -pos[axis], -velocity[axis]
+                pos[axis], velocity[axis], away[axis] = -pos[axis], -velocity[axis], 1.0
             elif pos[axis] > 1.0:
-                pos[axis], velocity[axis] = 2.0 - pos[axis], -velocity[axis]
+                pos[axis], velocity[axis], away[axis] = 2.0 - pos[axis], -velocity[axis], -1.0
+        if stochastic and away.any():
+            theta = rng.uniform(0.0, 2.0 * np.pi)
+            velocity = np.array([np.sin(theta), np.cos(theta)])
+            velocity = np.where(away != 0, away * np.abs(velocity), velocity)
     return np.round(out * canvas).astype(np.int64)
 
 
@@ -91,15 +101,19 @@ class MovingMNIST(VideoDataset):
         image_size: frame height and width (64).
         seq_len: frames per generated sequence (20).
         step_length: displacement per frame in units of the free canvas (0.1).
-        num_train, num_val, num_test: sequences per split (the test count is ignored when
-            ``mnist_test_seq.npy`` is used: it has 10,000).
+        num_train, num_val, num_test: sequences per split (with ``mnist_test_seq.npy``, the test split is its
+            first ``num_test`` sequences of 10,000).
         val_digits, test_digits: digit images held out for val and (with one idx file) for test.
         test_file: name of the standard test file in ``root``; ``null`` always generates the test set.
         seed: dataset seed.
+        stochastic: Stochastic Moving MNIST (the benchmark of SVG and SRVP): a digit takes a new random
+            direction at each wall hit (``bouncing_trajectory``). Its test set is always generated (the standard
+            file has deterministic bounces), a fixed function of (seed, index) like every split.
     """
 
     mean = 0.0
     std = 1.0
+    uint8_scale = 1 / 255  # 8-bit images scaled to [0, 1]
 
     def __init__(
         self,
@@ -118,6 +132,7 @@ class MovingMNIST(VideoDataset):
         test_digits: int = 2000,
         test_file: str | None = "mnist_test_seq.npy",
         seed: int = 0,
+        stochastic: bool = False,
     ):
         super().__init__(split, in_frames, out_frames)
         self.root = Path(root)
@@ -131,12 +146,12 @@ class MovingMNIST(VideoDataset):
             if not isinstance(value, int) or value < (1 if key == "num_digits" else 0):
                 raise DataError(f"data.{key} must be a positive int, got {value!r}")
         self.num_digits, self.image_size, self.seq_len = int(num_digits), int(image_size), int(seq_len)
-        self.step_length, self.seed = float(step_length), int(seed)
+        self.step_length, self.seed, self.stochastic = float(step_length), int(seed), bool(stochastic)
         self._test_seq = None
-        if split == "test" and test_file and (self.root / test_file).is_file():
+        if split == "test" and test_file and not self.stochastic and (self.root / test_file).is_file():
             self._test_seq = self._open_test_file(self.root / test_file)
             self.check_frame_count(self._test_seq.shape[0], str(self.root / test_file), "the file's first axis")
-            self.length = self._test_seq.shape[1]
+            self.length = min(self._test_seq.shape[1], num_test)
             return
         self.check_frame_count(self.seq_len, "moving_mnist", "data.seq_len")
         self.digits = self._split_digits(split, int(val_digits), int(test_digits))
@@ -216,7 +231,7 @@ class MovingMNIST(VideoDataset):
         for _ in range(self.num_digits):
             digit = self.digits[rng.integers(len(self.digits))].astype(np.float32) / 255.0
             h, w = digit.shape
-            corners = bouncing_trajectory(rng, self.seq_len, size - max(h, w), self.step_length)
+            corners = bouncing_trajectory(rng, self.seq_len, size - max(h, w), self.step_length, self.stochastic)
             for t, (top, left) in enumerate(corners):
                 np.maximum(canvas[t, top : top + h, left : left + w], digit, out=canvas[t, top : top + h, left : left + w])
         return canvas[:, None]
@@ -227,7 +242,8 @@ class MovingMNIST(VideoDataset):
         out = []
         for _ in range(self.num_digits):
             h, w = self.digits[rng.integers(len(self.digits))].shape
-            out.append(bouncing_trajectory(rng, self.seq_len, self.image_size - max(h, w), self.step_length))
+            out.append(bouncing_trajectory(rng, self.seq_len, self.image_size - max(h, w), self.step_length,
+                                           self.stochastic))
         return np.stack(out)
 
     def __getitem__(self, index: int):

@@ -110,11 +110,37 @@ def flow_targets(frames: Tensor) -> tuple[Tensor, Tensor]:
 
 # ----------------------------------------------------------------------------- RAFT (cached weights only)
 
+FLOW_METHODS = ("raft_large", "farneback")  # what a flow cache records (pdr.data.flow_cache)
+METHOD_CHOICES = ("auto", *FLOW_METHODS)
+
+
 def raft_weights_path() -> Path | None:
     """The cached torchvision RAFT-large weights (``<torch hub>/checkpoints/raft_large_*.pth``), or None."""
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     found = sorted(folder.glob("raft_large_*.pth")) if folder.is_dir() else []
     return found[-1] if found else None
+
+
+def resolve_flow_method(method: str) -> str:
+    """The one rule of tools/precompute_flow.py and the datasets that read its cache: "auto" is "raft_large" when
+    the RAFT weights are in the torch hub cache and "farneback" otherwise; "raft" is "raft_large"; the two methods
+    stay as they are. Anything else is a ValueError naming the choices."""
+    if method == "raft":
+        return "raft_large"
+    if method == "auto":
+        return "raft_large" if raft_weights_path() is not None else "farneback"
+    if method not in FLOW_METHODS:
+        raise ValueError(f"flow method must be one of {list(METHOD_CHOICES)}, got {method!r}")
+    return method
+
+
+def describe_flow_method(method: str) -> str:
+    """``method`` and, for "auto", what it resolves to and why (for messages)."""
+    if method != "auto":
+        return method
+    resolved = resolve_flow_method(method)
+    why = "RAFT weights are cached" if resolved == "raft_large" else "no RAFT weights in the torch hub cache"
+    return f"auto ({resolved}: {why})"
 
 
 def load_raft(device="cpu"):
@@ -145,19 +171,24 @@ def raft_pair(model, prev: Tensor, nxt: Tensor) -> Tensor:
 def compute_flows(frames: np.ndarray, method: str = "auto", device="cpu", raft=None) -> dict:
     """Flows of one video: uint8 frames (T, H, W, 3) -> {"forward", "backward", "visible", "method"}.
 
-    ``method``: "raft" (fails when the weights are not cached), "farneback" or "auto" (RAFT when cached).
+    ``method``: "raft_large" (or "raft"; fails when the weights are not cached), "farneback" or "auto"
+    (``resolve_flow_method``: RAFT when cached).
     """
     if frames.ndim == 3:
         frames = np.repeat(frames[..., None], 3, axis=-1)
     if frames.shape[0] < 2:
         raise DataError(f"flows need at least 2 frames, got {frames.shape[0]}")
-    if method in ("auto", "raft") and raft is None:
+    try:
+        method = resolve_flow_method(method)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    if method == "raft_large" and raft is None:
         raft = load_raft(device)
-        if raft is None and method == "raft":
+        if raft is None:
             raise DataError("RAFT weights are not in the torch hub cache "
                             f"({Path(torch.hub.get_dir()) / 'checkpoints'}/raft_large_*.pth); use --method farneback")
     x = torch.from_numpy(frames).float().permute(0, 3, 1, 2).div(255.0).to(device)
-    if raft is not None and method != "farneback":
+    if method == "raft_large":
         fw = torch.cat([raft_pair(raft, x[k:k + 1], x[k + 1:k + 2]) for k in range(len(x) - 1)])
         bw = torch.cat([raft_pair(raft, x[k + 1:k + 2], x[k:k + 1]) for k in range(len(x) - 1)])
         used = "raft_large"

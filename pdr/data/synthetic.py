@@ -90,12 +90,14 @@ class BouncingSprites(VideoDataset):
         in_frames, out_frames: frames observed and predicted.
         num_train, num_val, num_test: sequences per split.
         seq_len: frames per generated sequence (in_frames + out_frames must fit).
-        size: frame height and width.
+        image_size: frame height and width (formerly ``size``).
         num_sprites: sprites per sequence, as [min, max].
         sprite_size: sprite diameter range in pixels, [min, max].
         speed: speed range in pixels per frame, [min, max].
         seed: dataset seed.
     """
+
+    uint8_scale = 1 / 255  # RGB frames in [0, 1], as an 8-bit image / 255
 
     def __init__(
         self,
@@ -106,26 +108,26 @@ class BouncingSprites(VideoDataset):
         num_val: int = 200,
         num_test: int = 200,
         seq_len: int = 20,
-        size: int = 64,
+        image_size: int = 64,
         num_sprites: list = (2, 4),
         sprite_size: list = (12.0, 22.0),
         speed: list = (1.0, 3.0),
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, size=size)
+        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, image_size=image_size)
         self.check_frame_count(seq_len, "bouncing_sprites", "data.seq_len")
         self.length = _split_size(split, num_train, num_val, num_test)
-        self.seq_len, self.size, self.seed = seq_len, size, seed
+        self.seq_len, self.size, self.seed = seq_len, image_size, seed
         self.num_sprites = tuple(int(v) for v in num_sprites)
         self.sprite_size = tuple(float(v) for v in sprite_size)
         self.speed = tuple(float(v) for v in speed)
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+        ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
         self._grid = (xs, ys)
 
     @classmethod
-    def frame_shape(cls, size: int = 64, **_) -> tuple[int, int, int]:
-        return (3, size, size)
+    def frame_shape(cls, image_size: int = 64, **_) -> tuple[int, int, int]:
+        return (3, image_size, image_size)
 
     def __len__(self) -> int:
         return self.length
@@ -182,7 +184,7 @@ class AdvectedFields(VideoDataset):
 
     Args:
         split, in_frames, out_frames, num_train, num_val, num_test, seq_len, seed: as for bouncing_sprites.
-        size: frame height and width.
+        image_size: frame height and width (formerly ``size``).
         blobs: blobs per channel in the initial field.
         max_speed: peak flow speed in pixels per frame.
     """
@@ -196,20 +198,22 @@ class AdvectedFields(VideoDataset):
         num_val: int = 400,
         num_test: int = 400,
         seq_len: int = 8,
-        size: int = 32,
+        image_size: int = 32,
         blobs: int = 12,
         max_speed: float = 1.5,
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, size=size, blobs=blobs)
+        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, image_size=image_size,
+                      blobs=blobs)
         self.check_frame_count(seq_len, "advected_fields", "data.seq_len")
         self.length = _split_size(split, num_train, num_val, num_test)
-        self.seq_len, self.size, self.blobs, self.max_speed, self.seed = seq_len, size, blobs, float(max_speed), seed
+        self.seq_len, self.size, self.blobs, self.seed = seq_len, image_size, blobs, seed
+        self.max_speed = float(max_speed)
 
     @classmethod
-    def frame_shape(cls, size: int = 32, **_) -> tuple[int, int, int]:
-        return (2, size, size)
+    def frame_shape(cls, image_size: int = 32, **_) -> tuple[int, int, int]:
+        return (2, image_size, image_size)
 
     def __len__(self) -> int:
         return self.length

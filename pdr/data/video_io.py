@@ -12,14 +12,16 @@ from ..errors import DataError
 from ..optional import require
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".gif")  # what PyAV decodes
 
 
 def _import_av():
     return require("av", "video", "decoding video files (PyAV)")
 
 
-def read_video(path: str | Path, grey: bool = False) -> np.ndarray:
-    """Every frame of a video file.
+def read_video(path: str | Path, grey: bool = False, fit=None) -> np.ndarray:
+    """Every frame of a video file; ``fit`` (frames (1, H, W[, C]) -> (1, H', W'[, C])) is applied to each frame
+    as it is decoded, so that a long video is held at the fitted size only.
 
     Returns:
         uint8 array (T, H, W, 3) for RGB, or (T, H, W) when ``grey``.
@@ -35,7 +37,8 @@ def read_video(path: str | Path, grey: bool = False) -> np.ndarray:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream in this file")
             for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format=fmt))
+                image = frame.to_ndarray(format=fmt)
+                frames.append(image if fit is None else fit(image[None])[0])
     except DataError:
         raise
     except Exception as exc:  # PyAV raises many error types for damaged files
@@ -97,16 +100,19 @@ def read_frame(path: str | Path, grey: bool = False) -> np.ndarray:
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 frames (T, H, W[, C]) to ``size = (H, W)`` with area-averaging (downscale) or bilinear."""
+    """Resize frames (T, H, W[, C]) to ``size = (H, W)`` with area-averaging (downscale) or bilinear; uint8 frames
+    are rounded back to uint8, other dtypes keep their values' precision (float32 or float64)."""
     import torch
     import torch.nn.functional as F
 
     if frames.shape[1:3] == tuple(size):
         return frames
-    t = torch.from_numpy(np.ascontiguousarray(frames)).float()
+    t = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float64 if frames.dtype == np.float64 else np.float32))
     grey = t.ndim == 3
     t = t.unsqueeze(1) if grey else t.permute(0, 3, 1, 2)
     shrinking = size[0] <= t.shape[-2] and size[1] <= t.shape[-1]
     t = F.interpolate(t, size=size, mode="area") if shrinking else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
     t = t.squeeze(1) if grey else t.permute(0, 2, 3, 1)
-    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+    if frames.dtype == np.uint8:
+        return t.round().clamp(0, 255).to(torch.uint8).numpy()
+    return t.numpy().astype(frames.dtype if frames.dtype.kind == "f" else np.float32, copy=False)

@@ -63,6 +63,23 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+# The first bytes of every file torch.save writes: a zip archive (since torch 1.6), else a pickle (protocol >= 2).
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+_KNOWN_STARTS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                 b"%PDF": "a PDF document", b"\x89HDF": "an HDF5 file", b"\x93NUMPY": "a NumPy .npy array",
+                 b"\x1f\x8b": "a gzip file"}
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file whose first bytes are ``head`` appears to be, in words."""
+    for start, what in _KNOWN_STARTS.items():
+        if head.startswith(start):
+            return f"it is {what}"
+    if all(b in b"\t\n\r" or 32 <= b < 127 or b >= 0x80 for b in head):  # >= 0x80: UTF-8 beyond ASCII
+        return "it is a text file (a YAML config, a log?)"
+    return "it starts with " + repr(head[:4])
+
+
 def read_torch_file(path: str | os.PathLike, map_location="cpu") -> Any:
     """``torch.load`` of any checkpoint (PDR's, OpenSTL's, Lightning's); a missing, truncated or corrupt
     file is a CheckpointError."""
@@ -71,6 +88,11 @@ def read_torch_file(path: str | os.PathLike, map_location="cpu") -> Any:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was truncated")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head.startswith(TORCH_FILE_STARTS):
+        raise CheckpointError(f"{path} is not a checkpoint: {_looks_like(head)}, where a file of torch.save (a .pt, "
+                              ".pth or .ckpt) was expected")
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except ModuleNotFoundError as exc:  # a Lightning checkpoint pickles objects of its own packages
@@ -120,7 +142,9 @@ def _schema_default(key: str):
 
 def config_differences(saved: dict, current: dict, ignore=RESUMABLE_CHANGES) -> list[str]:
     """Dotted keys whose values differ between two configs, as 'key: saved -> current' lines."""
-    a, b = _flatten(saved), _flatten(current)
+    from ..config.load import upgrade_stored
+
+    a, b = _flatten(upgrade_stored(saved)), _flatten(upgrade_stored(current))
     lines = []
     for key in sorted(set(a) | set(b)):
         if any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore):

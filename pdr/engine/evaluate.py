@@ -25,7 +25,7 @@ def evaluate(predict: Callable, loader, accumulator, device, max_batches: int | 
             over sequences.
         on_batch: ``on_batch(i, x, y, prediction)`` after batch i is scored (example frames, collisions).
         distributed: sum the loss and the accumulator over every process (``accumulator.all_reduce``).
-        desc: show a progress bar with this label.
+        desc: show a progress bar with this label (when stderr is a terminal).
 
     Returns:
         ``{"loss": value}`` with ``loss_fn``, else ``{}``; the metrics are in ``accumulator``.
@@ -34,7 +34,7 @@ def evaluate(predict: Callable, loader, accumulator, device, max_batches: int | 
     batches = loader
     if desc is not None:
         count = len(loader) if max_batches is None else min(len(loader), max_batches)
-        batches = tqdm(loader, total=count, desc=desc, leave=False, dynamic_ncols=True)
+        batches = tqdm(loader, total=count, desc=desc, leave=False, dynamic_ncols=True, disable=None)  # a terminal only
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
@@ -68,7 +68,7 @@ def validation_scores(model, loader, loss_fn, device, autocast: Callable = conte
 
     def predict(x, y):
         with autocast():  # a model still learning to encode frames is judged on its reconstructions
-            return (model.backbone.reconstruct(y) if reconstructs else model(x)).float()
+            return (model.reconstruct(y) if reconstructs else model(x)).float()
 
     def keep_example(i, x, y, pred):
         if i == 0:

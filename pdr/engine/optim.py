@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import warnings
 
 import torch
 
 from ..config import Config
+
+log = logging.getLogger("pdr")
 
 
 def parameter_groups(cfg: Config, model: torch.nn.Module) -> list[dict]:
@@ -31,7 +35,8 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
         return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
     if o["name"] == "adam":
         return torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
-    return torch.optim.SGD(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=o["momentum"])
+    momentum = 0.9 if o["momentum"] is None else o["momentum"]
+    return torch.optim.SGD(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=momentum)
 
 
 def schedule_factor(cfg: Config, total_steps: int):
@@ -65,6 +70,20 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(cfg, total_steps))
 
 
+def stretch_schedule(scheduler, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+    """Set the learning rates (and the one-cycle momentum) to the schedule's values at its current step, for a
+    schedule restored from a run whose budget differed (``load_scheduler_state`` keeps the step, the layout comes
+    from the current budget). Returns the first group's learning rate (before, after)."""
+    before = optimizer.param_groups[0]["lr"]
+    with warnings.catch_warnings():  # get_lr outside step() warns; here it is what is wanted
+        warnings.simplefilter("ignore")
+        rates = scheduler.get_lr()
+    for group, lr in zip(optimizer.param_groups, rates):
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return before, optimizer.param_groups[0]["lr"]
+
+
 def build_ema(model: torch.nn.Module, decay: float | None):
     """An exponential moving average of the model's weights (timm's ModelEmaV3), or None without ``train.ema_decay``."""
     if decay is None:
@@ -91,6 +110,10 @@ class MixedPrecision:
 
     def __init__(self, precision: str, device: torch.device):
         self.precision, self.device_type = precision, device.type
+        if precision == "fp16" and device.type == "cpu":
+            log.warning("train.precision fp16 on the CPU: most CPUs have no fast float16 arithmetic, so a step is "
+                        "usually many times slower than in fp32 (the gradient scaler works all the same); on a CPU use "
+                        "fp32 or bf16")
         self.dtype = self.DTYPES.get(precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 

@@ -1,4 +1,5 @@
-"""The training loop: ``fit`` runs ``train_step`` to the budget and ``validate`` every ``train.val_every`` epochs.
+"""The training loop: ``fit`` runs ``train_step`` to the budget and ``validate`` every ``train.val_every`` epochs
+(or every ``train.val_every_steps`` optimiser steps) and after the last step.
 
 AdamW and a one-cycle/cosine schedule, best/last checkpoints (``checkpoint.CheckpointManager``), a progress
 bar and the run folder's log, CSV and loggers (``run_folder.RunFolder``), early stopping
@@ -36,12 +37,17 @@ from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
 from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
-from .optim import MixedPrecision, build_ema, build_optimizer, build_scheduler
+from .optim import MixedPrecision, build_ema, build_optimizer, build_scheduler, stretch_schedule
 from .run_folder import RunFolder
 from .signals import StopSignals
 from .stopping import build_early_stopping, improves
 
 log = logging.getLogger("pdr")
+
+
+def _count(n: int, word: str) -> str:
+    """``1 epoch``, ``3 epochs``, ``2 processes``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 class Trainer:
@@ -57,36 +63,40 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.show_progress = show_progress and self.is_main
         self.run_folder = RunFolder(self.work_dir, self.is_main)
-        self.run_folder.open(cfg, resume, overwrite)
-
-        seed_everything(t["seed"], t["deterministic"])
-        self.train_set, self.val_set = build_train_val(cfg)  # data problems first: they are the most common
-        self._build_model(init_weights=resume_state is None)  # a resumed run has its weights in last.pt
-        self._build_optimisation()
-        self._build_loaders_and_schedule()
-        self.checkpoints = CheckpointManager(self.run_folder.checkpoints, cfg, self.model, self.optimizer,
-                                             self.scheduler, self.amp.scaler, self.ema, self.early_stop, self.resolved,
-                                             self.is_main)
-        self.nonfinite = NonFinitePolicy(t["max_nonfinite_steps"], self.checkpoints.path("last"))
-        self.best = None
-        self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
-        self.epoch_losses: list[float] = []  # this epoch's train losses so far: a resumed epoch averages them all
-        self.history: list[dict] = []
-        self.signals = StopSignals(self.dist)
-        self._log_start()
-        if resume_state is not None:
-            self._resume(resume_state)
-        self.run_folder.start_loggers(cfg, resume=resume_state is not None)
+        self.run_folder.check(resume, overwrite)  # before anything is built; nothing is written until open()
+        try:
+            seed_everything(t["seed"], t["deterministic"])
+            self.train_set, self.val_set = build_train_val(cfg)  # data problems first: they are the most common
+            self._build_model(init_weights=resume_state is None)  # a resumed run has its weights in last.pt
+            self._build_optimisation()
+            self._build_loaders_and_schedule()
+            self.checkpoints = CheckpointManager(self.run_folder.checkpoints, cfg, self.model, self.optimizer,
+                                                 self.scheduler, self.amp.scaler, self.ema, self.early_stop,
+                                                 self.resolved, self.is_main)
+            self.nonfinite = NonFinitePolicy(t["max_nonfinite_steps"], self.checkpoints.path("last"))
+            self.best = None
+            self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+            self.history: list[dict] = []
+            self.epoch_losses: list[float] = []  # this epoch's train losses so far: a resumed epoch averages them all
+            self._since_validation: list[float] = []
+            self.signals = StopSignals(self.dist)
+            self._log_start()
+            if resume_state is not None:
+                self._resume(resume_state)
+            self.run_folder.open(cfg, resume, overwrite, self.resolved, step=self.global_step)  # the run starts
+            self.run_folder.start_loggers(cfg, resume=resume_state is not None)
+        except BaseException:
+            self.run_folder.close()
+            raise
 
     def _build_model(self, init_weights: bool) -> None:
         cfg, m = self.cfg, self.cfg["model"]
         self.model = build_model(cfg).to(self.device)
-        self.resolved = self.model.resolved_choices()
-        if self.resolved:
-            self.run_folder.record_resolved(cfg, self.resolved)
+        self.resolved = self.model.resolved_choices()  # written into config.yaml when the run starts
         self.model.data_mean, self.model.data_std = Normalisation.of(self.train_set).plain_stats()
         if m["init_from"] and init_weights:
-            load_backbone_weights(self.model, m["init_from"], strict=m["init_strict"])
+            load_backbone_weights(self.model, m["init_from"], strict=m["init_strict"],
+                                  target=f"backbone {m['backbone']['name']!r} of {cfg.filename}")
         if m["freeze_backbone"]:
             self.model.freeze_backbone()
 
@@ -124,17 +134,24 @@ class Trainer:
         if self.model.backbone_frozen:
             self._info("backbone frozen: %s trainable parameters (the adapter's), %s frozen",
                        f"{counts['trainable']:,}", f"{counts['backbone']:,}")
+        every = self.cfg["train"]["val_every_steps"]
+        validation = (f"every {_count(every, 'step')}" if every else
+                      f"every {_count(self.cfg['train']['val_every'], 'epoch')}")
         self._info(
-            "run %s: %s on %s (%d process%s), %d train / %d val sequences, %d steps (%d epochs of %d), "
+            "run %s: %s on %s (%s), %d train / %d val sequences, %s (%s of %s), validation %s, "
             "precision %s, parameters: backbone %s, adapter %s",
-            self.work_dir, self.cfg.filename, self.device, self.dist.world_size, "es" if self.dist.enabled else "",
-            len(self.train_set), len(self.val_set), self.total_steps, self.epochs, self.steps_per_epoch,
-            self.amp.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
+            self.work_dir, self.cfg.filename, self.device, _count(self.dist.world_size, "process"),
+            len(self.train_set), len(self.val_set), _count(self.total_steps, "step"), _count(self.epochs, "epoch"),
+            self.steps_per_epoch, validation, self.amp.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
 
     def _info(self, *args) -> None:
         if self.is_main:
             log.info(*args)
+
+    def _warn(self, *args) -> None:
+        if self.is_main:
+            log.warning(*args)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -150,8 +167,28 @@ class Trainer:
         """Continue from ``state``, the checkpoints/last.pt that ``check_resume`` accepted."""
         for key, value in self.checkpoints.restore(state).items():
             setattr(self, key, value)
-        self._info("resumed from %s at epoch %d, batch %d, step %d", self.checkpoints.path("last"), self.epoch,
-                   self.batch_in_epoch, self.global_step)
+        if self.global_step >= self.total_steps:
+            return  # fit() says that the run is finished
+        self._info("resumed from %s at step %d of %d (epoch %d of %d, %d of its %d steps done)",
+                   self.checkpoints.path("last"), self.global_step, self.total_steps, self.epoch + 1, self.epochs,
+                   self.batch_in_epoch, self.steps_per_epoch)
+        saved = state.get("config", {}).get("train", {})
+        before = saved.get("max_steps") or (saved.get("epochs") or 0) * self.steps_per_epoch
+        if before != self.total_steps:
+            self._stretch_schedule(before)
+
+    def _stretch_schedule(self, before: int) -> None:
+        """A resumed run's budget changed from ``before`` steps: lay the schedule out over the new budget, and say
+        how the learning rate of the next step changes when it does."""
+        old, new = stretch_schedule(self.scheduler, self.optimizer)
+        if abs(new - old) <= 1e-6 * max(abs(old), abs(new)):
+            return
+        change = (f"it had ended at step {before}, and step {self.global_step + 1} runs at a learning rate of {new:.3g}"
+                  if self.global_step >= before else
+                  f"step {self.global_step + 1} runs at a learning rate of {new:.3g} instead of {old:.3g}")
+        self._warn("the budget changed from %s to %s: the %s schedule is laid out again over %s; %s",
+                   _count(before, "step"), _count(self.total_steps, "step"), self.cfg["schedule"]["name"],
+                   _count(self.total_steps, "step"), change)
 
     # ------------------------------------------------------------------ loop
 
@@ -168,22 +205,28 @@ class Trainer:
             self.run_folder.close()
 
     def _fit(self) -> dict:
-        last_val: dict = self.history[-1] if self.history else {}
+        self._last_val: dict = self.history[-1] if self.history else {}
+        if self.global_step >= self.total_steps:
+            self._info("run %s is finished (step %d of %d): nothing to train; to train longer, raise train.max_steps "
+                       "or train.epochs and resume", self.work_dir, self.global_step, self.total_steps)
+        by_steps = self.cfg["train"]["val_every_steps"] is not None
         while self.global_step < self.total_steps and not self._stopped_early():
             self.train_loader.set_epoch(self.epoch, self.batch_in_epoch * self.accumulate)
             train_loss = self._train_epoch()
             if self.signals.received is not None:
                 path = self.save("last")
                 name = signal.Signals(self.signals.received).name
-                self._info("%s received: saved %s at step %d; continue with --resume", name, path, self.global_step)
+                self._info("%s received: saved %s at step %d; the run can be resumed from it", name, path,
+                           self.global_step)
                 raise KeyboardInterrupt(f"stopped by {name}; checkpoint saved to {path}")
             self.epoch += 1
             self.batch_in_epoch, self.epoch_losses = 0, []
-            if self.epoch % self.cfg["train"]["val_every"] == 0 or self.global_step >= self.total_steps:
-                last_val = self.validate(train_loss)
+            if not by_steps and (self.epoch % self.cfg["train"]["val_every"] == 0
+                                 or self.global_step >= self.total_steps):
+                self.validate(train_loss)
             self.save("last")
-        self.run_folder.plot_curves(self.history)
-        return last_val
+        self.run_folder.plot_curves()
+        return self._last_val
 
     def _micro_step(self, x, y, sync: bool, extras: dict | None = None) -> dict:
         """Forward and backward of one micro-batch; returns its loss terms. Skips backward when non-finite."""
@@ -191,7 +234,9 @@ class Trainer:
         with context:
             with self.amp.autocast():
                 out = self.net(x, targets=y, step=self.global_step, extras=extras, return_output=True)
-            terms = self.loss_fn(out.frames.float(), y)  # the loss (SSIM's convolutions) in float32
+            # in float32 (SSIM's convolutions), against the targets of the frames predicted (a backbone may draw a
+            # shorter horizon in training: latent_flow's train_out_frames)
+            terms = self.loss_fn(out.frames.float(), y[:, :out.frames.shape[1]])
             extra = {k: v.float() for k, v in out.aux_losses.items()}
             if extra:
                 terms = {**terms, **extra, "loss": terms["loss"] + sum(extra.values())}
@@ -208,20 +253,26 @@ class Trainer:
         self.net.train()
         losses = self.epoch_losses
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-                   disable=not self.show_progress, leave=False, dynamic_ncols=True)
+                   disable=None if self.show_progress else True, leave=False, dynamic_ncols=True)  # None: a terminal only
         start = time.perf_counter()
         batches = iter(self.train_loader)
+        every = self.cfg["train"]["val_every_steps"]
         while self.batch_in_epoch < self.steps_per_epoch and self.global_step < self.total_steps:
-            if self._should_stop():
+            if self._should_stop() or (self.early_stop is not None and self.early_stop.should_stop):
                 break
             terms, updated = self.train_step(batches)
             if updated:
                 losses.append(terms["loss"].item())
+                self._since_validation.append(terms["loss"].item())
             self.global_step += 1
             self.batch_in_epoch += 1
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{self._step_lr:.2e}")
             self._after_step(terms)
+            if every and (self.global_step % every == 0 or self.global_step >= self.total_steps):
+                recent = self._since_validation
+                self.validate(float(np.mean(recent)) if recent else float("nan"))
+                self.net.train()
         bar.close()
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         self._info("epoch %d done: mean train loss %.5f in %.1fs", self.epoch + 1, mean_loss,
@@ -276,8 +327,8 @@ class Trainer:
         if self.global_step % t["log_every"] == 0:
             self._info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1,
                        " ".join(f"{k}={v.item():.5f}" for k, v in terms.items()), lr)
-            self.run_folder.log_scalars({**{f"train/{k}": v.item() for k, v in terms.items()}, "train/lr": lr},
-                                        self.global_step)
+            self.run_folder.record_step({**{f"train/{k}": v.item() for k, v in terms.items()}, "lr": lr},
+                                        self.epoch + 1, self.global_step)
         if t["save_every"] and self.global_step % t["save_every"] == 0:
             self.save("last")
 
@@ -292,7 +343,9 @@ class Trainer:
     def validate(self, train_loss: float) -> dict:
         """Score the val split, record the row (metrics.csv, loggers, history), keep the best checkpoint."""
         res = self.evaluate_split(self.val_loader, self.cfg["train"]["max_val_batches"])
-        row = {"epoch": self.epoch, "step": self.global_step, "train/loss": train_loss,
+        self._since_validation = []
+        epoch = self.epoch + (self.batch_in_epoch > 0)  # the epoch the step belongs to, from 1 (as the bar shows)
+        row = {"epoch": epoch, "step": self.global_step, "train/loss": train_loss,
                "lr": getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"]),
                **{f"val/{k}": v for k, v in res.items()}}
         if self.monitor not in row:
@@ -305,7 +358,7 @@ class Trainer:
         improved = eligible and improves(value, self.best, self.higher_is_better)
         self.history.append(row)
         self.run_folder.record_validation(row, self._last_example, self.global_step)
-        self._info("validation epoch %d: %s", self.epoch,
+        self._info("validation at step %d (epoch %d): %s", self.global_step, epoch,
                    " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
         if improved:
             self.best = value
@@ -313,6 +366,7 @@ class Trainer:
             self._info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
         if self.early_stop is not None and eligible:
             self.early_stop.update(row)
+        self._last_val = row
         return row
 
     def _stopped_early(self) -> bool:

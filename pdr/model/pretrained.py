@@ -162,39 +162,55 @@ def openstl_to_pdr_names(state: dict[str, Tensor], backbone: nn.Module) -> tuple
     return out, dropped
 
 
-def _listing(names: list[str]) -> str:
-    return ", ".join(names)
+def _listing(names: list[str], first: int | None = None) -> str:
+    """The names, or the ``first`` few of them and how many more."""
+    if first is None or len(names) <= first:
+        return ", ".join(names)
+    return ", ".join(names[:first]) + f", ... ({len(names) - first} more)"
 
 
-def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+def mismatch_summary(missing: list[str], unexpected: list[str], mismatched: list[str], first: int | None = 3) -> str:
+    """``2 missing from the checkpoint: a, b; 40 with another shape: x: checkpoint (8,) vs model (16,), ...``:
+    each kind of misfit with its count and its ``first`` few names (None: all)."""
+    return "; ".join(f"{len(names)} {what}: {_listing(names, first)}" for what, names in (
+        ("missing from the checkpoint", missing), ("unexpected (not in the model)", unexpected),
+        ("with another shape", mismatched)) if names)
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True,
+                          target: str | None = None) -> LoadReport:
     """Load the backbone weights in ``path`` into ``model.backbone`` (a PDRModel) or ``model`` (a backbone).
 
     ``path``: a PDR run folder (its checkpoints/best.pt, else last.pt) or checkpoint, or an OpenSTL checkpoint
     for the bridge or for the OpenSTL methods PDR implements (SimVP, TAU, PredRNN, ConvLSTM). The adapter is
     not touched. ``strict``: any missing or unexpected key, or a shape that differs, is one CheckpointError
-    naming them all; otherwise the tensors that fit are loaded and the rest is logged.
+    that counts them and names the first few (``LoadReport`` of the non-strict load has them all); otherwise
+    the tensors that fit are loaded and the rest is logged. ``target``: what the weights go into, in the
+    user's words (``backbone 'tau' of configs/x.yaml``; default: the backbone's class).
     """
     backbone = getattr(model, "backbone", model)
     state, naming, source = read_backbone_state(path)
-    target = backbone.state_dict()
+    target_state = backbone.state_dict()
     dropped: list[str] = []
-    if naming == "openstl" and not set(state) <= set(target):  # a plain state dict of PDR's own backbone loads as it is
+    if naming == "openstl" and not set(state) <= set(target_state):  # a plain state dict of PDR's own backbone loads as it is
         state, dropped = openstl_to_pdr_names(state, backbone)
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}" for k, v in state.items()
-                  if k in target and tuple(v.shape) != tuple(target[k].shape)]
-    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
+    missing = [k for k in target_state if k not in state]
+    unexpected = [k for k in state if k not in target_state]
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target_state[k].shape)}" for k, v in state.items()
+                  if k in target_state and tuple(v.shape) != tuple(target_state[k].shape)]
+    fitting = {k: v for k, v in state.items()
+               if k in target_state and tuple(v.shape) == tuple(target_state[k].shape)}
     report = LoadReport(source, len(fitting), missing, unexpected, mismatched)
-    name = type(backbone).__name__
+    target = target or f"backbone {type(backbone).__name__}"
     note = _NOTES.get(_rules_for(backbone)[0] or "", "") if naming == "openstl" else ""
-    problems = "; ".join(f"{len(names)} {what}: {_listing(names)}" for what, names in (
-        ("missing from the checkpoint", missing), ("unexpected (not in the model)", unexpected),
-        ("with another shape", mismatched)) if names)
+    problems = mismatch_summary(missing, unexpected, mismatched)
+    if not report.complete:
+        log.debug("model.init_from: every tensor that does not fit: %s", mismatch_summary(missing, unexpected,
+                                                                                         mismatched, first=None))
     if not report.complete and strict:
         raise CheckpointError(
-            f"model.init_from: {source} does not fit backbone {name}: {problems}. Set model.init_strict: false to "
-            f"load the {len(fitting)} tensors that fit and keep the initialisation of the rest"
+            f"model.init_from: {source} does not fit {target}: {problems}. Set model.init_strict: false to "
+            f"load the {len(fitting)} of {len(target_state)} tensors that fit and keep the initialisation of the rest"
             + (f" ({note})" if note else "")
         )
     backbone.load_state_dict(fitting, strict=False)
@@ -204,5 +220,5 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: boo
         log.info("model.init_from: loaded all %d backbone tensors from %s", len(fitting), source)
     else:
         log.warning("model.init_from: loaded %d of %d backbone tensors from %s; not loaded: %s", len(fitting),
-                    len(target), source, problems)
+                    len(target_state), source, problems)
     return report

@@ -4,9 +4,13 @@ One function, several backends that compute the same thing:
 
 * ``"torch"``: plain PyTorch, runs anywhere, the reference the others are tested against;
 * ``"cpu"``: the compiled C++ kernels in ``csrc/``, for CPU tensors;
-* ``"cuda"``: the compiled CUDA kernels in ``csrc/``, for tensors on a CUDA device;
-* ``"auto"``: ``"cpu"`` or ``"cuda"`` for tensors on that device when its extension builds,
-  otherwise ``"torch"`` (with one warning per device kind that had to fall back).
+* ``"cuda"``: the compiled CUDA kernels in ``csrc/``, for tensors on a CUDA device, once they have passed
+  their self-test on that device (``pdr.render.selftest``);
+* ``"cuda_emulated"``: the same CUDA kernels run on the CPU by an emulator, for CPU tensors: slow, for tests
+  on machines without a GPU (docs/renderer-emulator.md);
+* ``"auto"``: ``"cpu"`` or ``"cuda"`` for tensors on that device when its extension builds (and, on a GPU,
+  passes its self-test), otherwise ``"torch"`` (with one warning per device kind that had to fall back, and
+  a loud one per GPU whose self-test failed).
 """
 from __future__ import annotations
 
@@ -19,14 +23,20 @@ from torch import Tensor
 from ._checks import check_gaussians, check_image_size, check_kernel_size
 from ._torch import rasterize_torch
 
-BACKENDS = ("auto", "torch", "cpu", "cuda")
+BACKENDS = ("auto", "torch", "cpu", "cuda", "cuda_emulated")
+_DEVICE_KIND = {"cpu": "cpu", "cuda": "cuda", "cuda_emulated": "cpu"}  # the tensors each compiled backend takes
 _warned_fallback: set[str] = set()
+_warned_float64: set[str] = set()
 
 
-def _compiled_status(name: str) -> tuple[bool, str]:
-    from . import _cpu, _cuda
+def _compiled_status(name: str, device: torch.device) -> tuple[bool, str, bool]:
+    """(available, why not, wrong): ``wrong`` when a CUDA module ran on ``device`` but failed its self-test."""
+    from . import _cpu, _cuda, _emulated
 
-    return (_cpu if name == "cpu" else _cuda).extension_status()
+    if name == "cuda":
+        return _cuda.device_status(device)
+    ok, reason = (_cpu if name == "cpu" else _emulated).extension_status()
+    return ok, reason, False
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
@@ -34,19 +44,32 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
-    wanted = "cuda" if device.type == "cuda" else "cpu" if device.type == "cpu" else None
     if backend != "auto":
-        if wanted != backend:
-            raise ValueError(f"backend={backend!r} needs tensors on a {backend.upper()} device, got device {device}")
-        ok, reason = _compiled_status(backend)
+        kind = _DEVICE_KIND[backend]
+        if device.type != kind:
+            raise ValueError(f"backend={backend!r} needs tensors on a {kind.upper()} device, got device {device}")
+        ok, reason, _ = _compiled_status(backend, device)
         if not ok:
             raise RuntimeError(f"backend={backend!r} is not available: {reason}")
         return backend
+    wanted = device.type if device.type in ("cpu", "cuda") else None
     if wanted is None:
         return "torch"
-    ok, reason = _compiled_status(wanted)
+    ok, reason, wrong = _compiled_status(wanted, device)
     if ok:
         return wanted
+    if wrong:
+        if str(device) not in _warned_fallback:
+            _warned_fallback.add(str(device))
+            warnings.warn(
+                f"\n{'!' * 100}\npdr.render: the CUDA rasterizer GIVES WRONG RESULTS OR CANNOT RUN on {device}, so it "
+                f"is not used there: {reason}.\nFalling back to the torch backend (correct, much slower). Run "
+                f"`pdr-doctor` for the details, and rebuild (`python -m pdr.render.build --only cuda`) or report it."
+                f"\n{'!' * 100}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "torch"
     if wanted not in _warned_fallback:
         _warned_fallback.add(wanted)
         warnings.warn(
@@ -56,6 +79,17 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
             stacklevel=3,
         )
     return "torch"
+
+
+def _warn_float64_once(backend: str) -> None:
+    if backend not in _warned_float64:
+        _warned_float64.add(backend)
+        warnings.warn(
+            f"pdr.render: the {backend} backend computes in float32: float64 inputs are rendered with float32 "
+            "precision (the result is returned in float64). Use backend='torch' for float64 precision.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def rasterize_gaussians(
@@ -82,12 +116,13 @@ def rasterize_gaussians(
         height, width: size of the output image in pixels.
         kernel_size: odd K <= 2 * max(height, width) + 1: each Gaussian touches only the K x K pixels
             around its rounded center; None: every pixel receives every Gaussian.
-        backend: "auto", "torch", "cpu" or "cuda".
+        backend: "auto", "torch", "cpu", "cuda" or "cuda_emulated".
 
     A Gaussian whose mean is not finite (NaN or infinite) draws nothing and receives zero gradients.
 
     Returns:
-        (..., C, height, width), in the dtype of ``amplitudes`` (float16/bfloat16 are computed in float32).
+        (..., C, height, width), in the dtype of ``amplitudes`` (float16/bfloat16 are computed in float32; so is
+        float64 by the ``cuda`` and ``cuda_emulated`` backends, with a warning).
     """
     lead = check_gaussians(means, scales, rotations, amplitudes)
     height, width = check_image_size(height, width)
@@ -97,12 +132,20 @@ def rasterize_gaussians(
     channels = amplitudes.shape[-1]
     out_dtype = amplitudes.dtype
     compute_dtype = torch.float64 if torch.float64 in {means.dtype, scales.dtype, rotations.dtype, out_dtype} else torch.float32
+    if chosen in ("cuda", "cuda_emulated"):
+        if compute_dtype == torch.float64:
+            _warn_float64_once(chosen)
+        compute_dtype = torch.float32
     frames = math.prod(lead)  # not reshape(-1, ...): that is ambiguous when N = 0
     flat = [t.reshape(frames, *t.shape[len(lead):]).to(compute_dtype) for t in (means, scales, rotations, amplitudes)]
     if chosen == "cuda":
         from ._cuda import rasterize_cuda
 
         image = rasterize_cuda(*flat, height, width, kernel_size)
+    elif chosen == "cuda_emulated":
+        from ._emulated import rasterize_emulated
+
+        image = rasterize_emulated(*flat, height, width, kernel_size)
     elif chosen == "cpu":
         from ._cpu import rasterize_cpu
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import shutil
 import sys
-from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
-from ._extension import CompiledRasterize, cached_status, import_ahead_of_time, load_library
+from ._extension import CompiledRasterize, Kernels, cached_status, import_ahead_of_time, load_library
 
 EXTENSION_NAME = "pdr_predgsplat_cpu"
 SOURCES = ("predgsplat_cpu.cpp",)
+FILES = (*SOURCES, "predgsplat_math.h")  # what the build is made of: sources and headers
 MINIMUM_TORCH = (2, 10)  # torch's stable C++ API with parallel_for (csrc/predgsplat_cpu.cpp)
 _status: tuple[bool, str] | None = None
 _module = None
@@ -45,20 +45,20 @@ def why_unbuildable() -> str | None:
     return None
 
 
-def load_extension(verbose: bool = False):
-    """Build (if needed) and load the extension: its ``forward`` and ``backward``, and the ``__file__`` they
-    come from. RuntimeError with the compiler's message on failure."""
+def load_extension(verbose: bool = False) -> Kernels:
+    """Build (if needed) and load the extension: its ``Kernels``. RuntimeError with the compiler's message on
+    failure."""
     global _module
     if _module is None:
-        built = import_ahead_of_time("pdr._C_cpu", SOURCES)  # importing it registers the operators
+        built = import_ahead_of_time("pdr._C_cpu", FILES)  # importing it registers the operators
         if built is not None:
             path = built.__file__
         else:
-            path = load_library(EXTENSION_NAME, SOURCES, verbose, "CPU rasterizer", why_unbuildable,
+            path = load_library(EXTENSION_NAME, SOURCES, FILES, verbose, "CPU rasterizer", why_unbuildable,
                                 extra_cflags=compile_flags())
         try:
             ops = torch.ops.pdr_predgsplat_cpu
-            _module = SimpleNamespace(forward=ops.forward, backward=ops.backward, __file__=str(path))
+            _module = Kernels(ops.forward, ops.backward, str(path), "CPU rasterizer", deterministic_backward=True)
         except (AttributeError, RuntimeError) as exc:  # e.g. a pdr._C_cpu built from older sources
             raise RuntimeError(f"{path} does not register the operators torch.ops.pdr_predgsplat_cpu: rebuild it "
                                "(pip install --no-build-isolation .) or delete it to build on first use") from exc

@@ -12,11 +12,11 @@ import torch
 
 from ..data import build_dataset, build_eval_loader
 from ..engine.evaluate import evaluate
-from ..errors import ConfigError, PDRError
+from ..errors import ConfigError, DataError, PDRError
 from ..metrics import METRICS, CollisionAccumulator, MetricAccumulator, summarise
 from ..model import PDRModel
 from ..visualize import save_metric_curves, save_prediction_grid
-from .load import load_run, locate_run
+from .load import load_run, locate_run, pick_checkpoint
 
 log = logging.getLogger("pdr")
 
@@ -35,6 +35,10 @@ class RunResult:
     best_per_frame: dict = field(default_factory=dict)
     # (inputs, truth, prediction) of the first num_vis sequences, in display range: (S, T, C, H, W) arrays.
     shown: tuple | None = None
+    checkpoint: Path | None = None  # the checkpoint file evaluated, and its training step when it says
+    checkpoint_step: int | None = None
+    out_dir: Path | None = None  # where the run's pictures go (<run>/eval)
+    unwritten: list = field(default_factory=list)  # "path: reason" of each output that could not be written
 
 
 def _denormalise_for_display(x: np.ndarray, dataset) -> np.ndarray:
@@ -162,7 +166,7 @@ def _add_collisions(acc: CollisionAccumulator, model: PDRModel, dataset, x: torc
     annotated = [j for j in range(len(x)) if dataset.annotations[first + j] is not None]
     if not annotated:
         return
-    prob = model.backbone.collision_probabilities(x[annotated])
+    prob = model.collision_probabilities(x[annotated])
     if prob is None:
         return
     labels = torch.stack([dataset.collision_labels(first + j) for j in annotated])
@@ -220,7 +224,7 @@ def _save_outputs(run: RunResult, result: dict, best: dict, cfg, out_dir: Path, 
 def evaluate_run(
     path: str | Path,
     split: str = "test",
-    checkpoint: str = "best",
+    checkpoint: str | None = "best",
     metrics=None,
     device: str = "cpu",
     num_vis: int | None = None,
@@ -230,19 +234,36 @@ def evaluate_run(
     save_images: bool = True,
     lpips_model=None,
     num_samples: int | None = None,
+    ttt_steps: int = 0,
+    ttt_lr: float = 1e-4,
+    show_progress: bool = True,
 ) -> RunResult:
-    """Metrics of a run on ``split``. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
+    """Metrics of a run on ``split``. ``checkpoint``: best or last, or None for best falling back to last (with
+    a note) when the run has no best.pt. ``num_samples`` K (default: the config's ``eval.num_samples``, else 1)
     above 1 draws K futures per sequence (models with a ``sample`` method only) and reports best of K and
-    mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``)."""
+    mean of K (``RunResult.best_of_samples`` and ``RunResult.metrics``). ``ttt_steps`` > 0 (latent_flow runs):
+    each test sequence is predicted after that many test-time training steps of the flow head on it
+    (``pdr.backbones.latent_flow.ttt``); the run's name and output files say so. Pictures that cannot be written
+    are listed in ``RunResult.unwritten``; the metrics are returned all the same."""
+    checkpoint, checkpoint_note = pick_checkpoint(path, checkpoint)
     ckpt_path, _, out_dir = locate_run(path, checkpoint)
     model = load_run(path, checkpoint, device=device, overrides=overrides)
     cfg = model.config
     k = _resolve_num_samples(num_samples, cfg, model, ckpt_path)
+    ttt = None
+    if ttt_steps:
+        from ..backbones.latent_flow.ttt import ttt_predictor
+
+        ttt = ttt_predictor(model, ttt_steps, ttt_lr, source=str(ckpt_path))
 
     metrics = list(metrics or cfg["eval"]["metrics"])
     num_vis = cfg["eval"]["num_vis"] if num_vis is None else num_vis
     max_batches = cfg["eval"]["max_batches"] if max_batches is None else max_batches
     dataset = build_dataset(cfg, split)
+    if len(dataset) == 0:
+        given = [text for text in overrides if text.startswith("data.")]
+        raise DataError(f"{ckpt_path}: the {split} split of {cfg['data']['name']} holds no sequences"
+                        + (f" with --set {' '.join(given)}" if given else "") + ": nothing to evaluate")
     loader = build_eval_loader(dataset, batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"],
                                cfg["data"]["num_workers"])
     options = {"lpips_model": lpips_model, "device": device, **loader.normalisation.metric_options()}
@@ -250,8 +271,12 @@ def evaluate_run(
     collisions = CollisionAccumulator() if _scores_collisions(model, dataset) else None
     shown: list[tuple] = []
     name = Path(path).name if Path(path).is_dir() else Path(path).stem
+    if ttt is not None:
+        name += f" (TTT {ttt_steps} steps)"
 
     def predict(x, y):
+        if ttt is not None:
+            return ttt(x).cpu()
         return (sample_predictions(model, x, k) if k > 1 else model(x)).cpu()
 
     def observe(i, x, y, pred):
@@ -261,11 +286,15 @@ def evaluate_run(
             shown.append((x.cpu().numpy(), y.cpu().numpy(), (pred[:, 0] if k > 1 else pred).numpy()))
 
     with _sampling_seed(k > 1, cfg["train"]["seed"], device):  # the same command gives the same samples
-        evaluate(predict, loader, acc, device, max_batches, on_batch=observe, desc=f"eval {name}")
+        evaluate(predict, loader, acc, device, max_batches, on_batch=observe,
+                 desc=f"eval {name}" if show_progress else None)
     result, best, collision_counts = _compute(acc, collisions, k)
     scalars = {key: v for key, v in result.items() if not key.endswith("_per_frame")}
     curves = {m: result[f"{m}_per_frame"] for m in metrics if result.get(f"{m}_per_frame") is not None}
-    run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes), per_frame=curves, num_samples=k)
+    run = RunResult(name=name, metrics=scalars, notes=dict(acc.notes), per_frame=curves, num_samples=k,
+                    checkpoint=Path(ckpt_path), checkpoint_step=model.checkpoint_step, out_dir=out_dir)
+    if checkpoint_note:
+        run.notes["checkpoint"] = checkpoint_note
     _add_notes(run, model, dataset, split, checkpoint, collision_counts)
     if k > 1:
         run.best_of_samples = {key: v for key, v in best.items() if not key.endswith("_per_frame")}
@@ -275,5 +304,15 @@ def evaluate_run(
         xs, ys, ps = (np.concatenate([s[j] for s in shown])[:num_vis] for j in range(3))
         run.shown = tuple(_denormalise_for_display(a, dataset) for a in (xs, ys, ps))
     if save_images and shown:
-        _save_outputs(run, result, best, cfg, out_dir, split)
+        try:
+            _save_outputs(run, result, best, cfg, out_dir, f"{split}_ttt{ttt_steps}" if ttt is not None else split)
+            if callable(getattr(model.backbone, "content_swap", None)):  # SRVP: the content/dynamics swap figure
+                from ..backbones.srvp_swap import save_content_swap_figure
+
+                swap = save_content_swap_figure(out_dir / f"content_swap_{split}.png", model.backbone, xs, ys,
+                                                lambda a: _denormalise_for_display(a, dataset), device,
+                                                cfg["train"]["seed"])
+                run.images += [swap] if swap is not None else []
+        except OSError as exc:
+            run.unwritten.append(f"{exc.filename or out_dir}: {exc.strerror or exc}")
     return run

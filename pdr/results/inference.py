@@ -1,7 +1,6 @@
 """Predicting videos with a trained latent flow model, optionally with test-time training (tools/infer.py)."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import torch
 from ..backbones.latent_flow import LatentFlow
 from ..backbones.latent_flow.phases import CHECKPOINT_ARGS, load_backbone_state, load_part
 from ..backbones.latent_flow.ttt import predict_with_ttt
-from ..data.videos import read_any
 from ..engine.checkpoint import load_checkpoint
 from ..errors import CheckpointError, DataError
+from .clip_io import FrameSpec, read_clips, write_json, write_prediction
+from .prediction import CLIP_METRICS, clip_metrics
 
 log = logging.getLogger("pdr")
 
@@ -57,62 +57,32 @@ def load_model(temporal_checkpoint, vae_checkpoint=None, in_frames: int = 10, ou
     return model.to(device).eval()
 
 
-def _to_uint8(frames: np.ndarray) -> np.ndarray:
-    """(T, C, H, W) float in [0, 1] -> (T, H, W, 3) uint8."""
-    img = np.clip(frames, 0.0, 1.0).transpose(0, 2, 3, 1)
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    return (img * 255.0 + 0.5).astype(np.uint8)
-
-
 def run_inference(model, videos, out_dir: Path, in_frames: int, out_frames: int, img_h: int, img_w: int,
                   ttt: bool = False, ttt_steps: int = 10, ttt_lr: float = 1e-4, device="cpu") -> dict:
-    """Predict every video; writes <out>/<video>/pred_XXX.png, <out>/<video>.gif and <out>/metrics.json."""
-    import imageio.v3 as iio
-
-    from ..metrics import evaluate
-
+    """Predict every video; writes <out>/<video>/pred_XXX.png, <out>/<video>.gif and <out>/metrics.json (the
+    reading and writing of pdr-predict, ``clip_io``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grey = model.backbone.in_shape[1] == 1
+    spec = FrameSpec(model.backbone.in_shape[1], img_h, img_w, uint8_scale=1 / 255)  # frames in [0, 1]
     per_video: dict[str, dict] = {}
     for video in videos:
-        frames = read_any(video, grey=grey, size=(img_h, img_w), max_frames=in_frames + out_frames)
-        if len(frames) < in_frames:
-            raise DataError(f"{video}: {len(frames)} frames, fewer than --num_input_frames {in_frames}")
-        arr = frames.astype(np.float32) / 255.0
-        arr = arr[:, None] if grey else arr.transpose(0, 3, 1, 2)
-        x = torch.from_numpy(arr[:in_frames]).unsqueeze(0).to(device)
-        steps = ttt_steps if ttt else 0
-        pred, history = predict_with_ttt(model, x, steps, ttt_lr)
-        pred = pred[0].cpu().numpy()
-        name = video.stem if video.is_file() else video.name
-        folder = out_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        images = _to_uint8(pred)
-        for i, image in enumerate(images):
-            iio.imwrite(folder / f"pred_{i:03d}.png", image)
-        truth = arr[in_frames:]
-        shown = _to_uint8(arr[:in_frames])
-        tail = images if not len(truth) else np.concatenate(
-            [images[:len(truth)], _to_uint8(truth)], axis=2)  # prediction | truth side by side
-        if len(truth):
-            shown = np.concatenate([shown, shown], axis=2)
-            tail = np.concatenate([tail, np.concatenate([images[len(truth):]] * 2, axis=2)]) \
-                if len(truth) < len(images) else tail
-        iio.imwrite(out_dir / f"{name}.gif", np.concatenate([shown, tail]), duration=150, loop=0)
-        row: dict = {"frames": len(frames), "ttt_losses": history}
-        if len(truth):
-            n = len(truth)
-            res = evaluate(pred[None, :n], truth[None], metrics=("mse", "psnr", "ssim"))
-            row.update({k: res[k] for k in ("mse", "psnr", "ssim")})
-            row["compared_frames"] = n
-        per_video[name] = row
-        log.info("%s: %d frames predicted%s", name, len(images),
-                 f", psnr {row['psnr']:.2f}" if "psnr" in row else " (no ground truth after the inputs)")
+        for clip in read_clips(video, spec, max_frames=in_frames + out_frames):
+            if len(clip.frames) < in_frames:
+                raise DataError(f"{video}: {len(clip.frames)} frames, fewer than --num_input_frames {in_frames}")
+            x = torch.from_numpy(clip.frames[:in_frames]).unsqueeze(0).to(device)
+            pred, history = predict_with_ttt(model, x, ttt_steps if ttt else 0, ttt_lr)
+            pred = pred[0].cpu().numpy()
+            truth = clip.frames[in_frames:]
+            write_prediction(out_dir, clip.name, clip.frames[:in_frames], pred, truth if len(truth) else None, spec)
+            row: dict = {"frames": len(clip.frames), "ttt_losses": history}
+            if len(truth):
+                row.update(clip_metrics(pred, truth), compared_frames=len(truth))
+            per_video[clip.name] = row
+            log.info("%s: %d frames predicted%s", clip.name, len(pred),
+                     f", psnr {row['psnr']:.2f}" if "psnr" in row else " (no ground truth after the inputs)")
     scored = [r for r in per_video.values() if "mse" in r]
-    mean = {k: float(np.mean([r[k] for r in scored])) for k in ("mse", "psnr", "ssim")} if scored else {}
+    mean = {k: float(np.mean([r[k] for r in scored])) for k in CLIP_METRICS} if scored else {}
     report = {"ttt": bool(ttt), "ttt_steps": int(ttt_steps) if ttt else 0, "num_input_frames": in_frames,
               "num_pred_frames": out_frames, "videos": per_video, "mean": mean}
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / "metrics.json", report)
     return report

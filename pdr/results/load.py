@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import config_from_dict, load_config
+from ..config import config_from_dict, load_config, parse_override
+from ..data.statistics import with_stored_statistics
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import PDRModel
 
@@ -31,6 +32,18 @@ def locate_run(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path |
         config = path / "config.yaml"
         return ckpt, config if config.is_file() else None, path / "eval"
     raise CheckpointError(f"not a run folder or a checkpoint file: {path}")
+
+
+def pick_checkpoint(path: str | Path, checkpoint: str | None) -> tuple[str, str | None]:
+    """The checkpoint of a run folder to use and a note for the reader, or None. ``checkpoint`` None means best,
+    else last: a run whose best.pt is missing (no validation finished yet) falls back to last.pt, with a note."""
+    path = Path(path)
+    if checkpoint is not None:
+        return checkpoint, None
+    if path.is_dir() and not (path / "checkpoints" / "best.pt").is_file() and (path / "checkpoints" / "last.pt").is_file():
+        return "last", (f"{path.name}: no checkpoints/best.pt (no validation of the run finished yet): evaluated "
+                        "checkpoints/last.pt instead")
+    return "best", None
 
 
 def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides=()):
@@ -75,14 +88,25 @@ def _data_stats(state: dict, cfg) -> tuple:
     return dataset.mean, dataset.std
 
 
+def _uint8_scale(cfg) -> float | None:
+    """Data units per 8-bit level of the run's dataset (``VideoDataset.uint8_scale_of``), None for data that are
+    not 8-bit images."""
+    from ..config import dataset_kwargs
+    from ..registry import DATASETS
+
+    of = getattr(DATASETS.get(cfg["data"]["name"]), "uint8_scale_of", None)
+    return None if of is None else of(**dataset_kwargs(cfg))
+
+
 def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | torch.device = "cpu",
              overrides=()) -> PDRModel:
     """The model of a finished run, in eval mode on ``device``, with its config as ``model.config``.
 
     path: a run folder of tools/train.py (``checkpoint`` picks ``checkpoints/<checkpoint>.pt``: best or
     last) or a checkpoint file. ``overrides``: ``--set`` style ``KEY=VALUE`` strings applied to the
-    run's config (validated as in training). ``model.predict(frames)`` maps (B, T_in, C, H, W) frames in
-    the data's units to (B, T_out, C, H, W) predictions in the same units.
+    run's config (validated as in training). ``model.predict(frames, num_frames=N)`` maps (B, T_in, C, H, W)
+    frames in the data's units (or uint8 images, for data read from 8-bit images) to (B, N, C, H, W) predictions
+    in the same units and type.
     """
     from ..engine.checkpoint import load_checkpoint
     from ..model import build_model
@@ -94,9 +118,32 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best", device: str | to
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt_path}: weights do not fit the model of its config: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(_misfit_message(ckpt_path, state, model, overrides)) from exc
     model.config = cfg
+    model.checkpoint_step = state.get("global_step")
     model.data_mean, model.data_std = _data_stats(state, cfg)
+    with_stored_statistics(cfg["data"], model.data_mean, model.data_std)  # normalise: standard, as trained
+    model.data_uint8_scale = _uint8_scale(cfg)
     model.checkpoint_path = Path(ckpt_path)
     model.resolved_in_training = state.get("resolved") or {}  # networks and methods the run picked when it began
     return model.to(device).eval()
+
+
+def _misfit_message(ckpt_path: Path, state: dict, model: PDRModel, overrides) -> str:
+    """Why the checkpoint's weights do not fit the model built from its config: what differs (counts and the first
+    few names) and the ``--set`` overrides that changed the model, when there are any."""
+    from ..model.pretrained import mismatch_summary
+
+    given, target = state["model"], model.state_dict()
+    summary = mismatch_summary(
+        [k for k in target if k not in given], [k for k in given if k not in target],
+        [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}" for k, v in given.items()
+         if k in target and tuple(v.shape) != tuple(target[k].shape)])
+    changed = [text for text in overrides if parse_override(text)[0].split(".")[0] == "model"]
+    if not changed:
+        return f"{ckpt_path}: its weights do not fit the model of its config: {summary}"
+    backbone = (state.get("config") or {}).get("model", {}).get("backbone", {})
+    trained = backbone.get("name", "?") if isinstance(backbone, dict) else backbone
+    return (f"{ckpt_path}: its weights were trained for backbone {trained!r}; --set {' '.join(changed)} builds another "
+            f"network, which they do not fit: {summary}. A run's network is fixed by its checkpoint: --set may change "
+            "the data and evaluation settings, not the model's shape")

@@ -37,6 +37,21 @@ def same_sequences(results) -> bool:
                and np.allclose(s[0], shown[0][0]) and np.allclose(s[1], shown[0][1]) for s in shown[1:])
 
 
+def _run_line(folder: Path, slug: str, run) -> str:
+    """The checkpoint a run's row shows (and its step) and a link to the run's training curves, copied into
+    ``folder/slug`` when the run folder has a curves.png."""
+    line = f"<b>{html.escape(run.name)}</b>: checkpoint {html.escape(str(run.checkpoint))}"
+    if getattr(run, "checkpoint_step", None) is not None:
+        line += f" (step {run.checkpoint_step})"
+    checkpoint = Path(run.checkpoint)
+    curves = checkpoint.parent.parent / "curves.png" if checkpoint.parent.name == "checkpoints" else None
+    if curves is not None and curves.is_file():
+        (folder / slug).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curves, folder / slug / "curves.png")
+        line += f' &middot; <a href="{slug}/curves.png">training curves</a>'
+    return line
+
+
 def _table_html(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -54,15 +69,29 @@ img { max-width: 100%; }
 """
 
 
+def _copied_figures(folder: Path, slugs: list[str], results, prefix: str) -> list[str]:
+    """Copy each run's first image whose name starts with ``prefix`` into ``folder/<slug>/``; its HTML, per run."""
+    parts = []
+    for slug, r in zip(slugs, results):
+        image = next((Path(p) for p in r.images if Path(p).name.startswith(prefix)), None)
+        if image is not None and image.is_file():
+            target = folder / slug / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, target)
+            parts.append(f'<h3>{html.escape(r.name)}</h3><img src="{slug}/{image.name}" alt="{html.escape(r.name)}">')
+    return parts
+
+
 def write_report(folder: str | Path, results, header: list[str], rows: list[list[str]], notes=(),
                  curves: dict | None = None, title: str = "PDR evaluation", fps: float = 4.0) -> Path:
     """Write ``folder/index.html`` and the files it shows; returns the page's path.
 
     ``results``: the RunResults of the runs, in table order; ``header`` and ``rows``: the metrics table as
     text cells; ``notes``: lines shown under the table; ``curves``: ``{metric: {label: per-frame values}}``
-    (default: ``table.comparison_curves(results)``). The page has the table, one figure of per-frame metrics
-    with every run, a grid of GIFs with one row per shown test sequence and one column per run,
-    and each run's prediction grid (when evaluation wrote one).
+    (default: ``table.comparison_curves(results)``). The page has the table, the checkpoint of each run (its
+    file and step) with a link to its training curves (curves.png), one figure of per-frame metrics
+    with every run, a grid of GIFs with one row per shown test sequence and one column per run, each run's
+    prediction grid (when evaluation wrote one) and, for SRVP runs, the content/dynamics swap figure.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -71,20 +100,17 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
     parts += [f'<p class="note">Note: {html.escape(n)}</p>' for n in notes]
 
     slugs = [f"{i + 1}_{_slug(r.name)}" for i, r in enumerate(results)]
+    runs = [_run_line(folder, slug, r) for slug, r in zip(slugs, results) if getattr(r, "checkpoint", None)]
+    if runs:
+        parts += ["<h2>Runs</h2>", "<ul>" + "".join(f"<li>{line}</li>" for line in runs) + "</ul>"]
     if curves is None:
         curves = comparison_curves(results)
     if curves:
         save_metric_curves(folder / "per_frame.png", curves, title="per predicted frame")
         parts += ["<h2>Per predicted frame</h2>", '<img src="per_frame.png" alt="metrics per predicted frame">']
 
-    grids = []
-    for slug, r in zip(slugs, results):
-        grid = next((Path(p) for p in r.images if Path(p).name.startswith("predictions_")), None)
-        if grid is not None and grid.is_file():
-            target = folder / slug / grid.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(grid, target)
-            grids.append(f'<h3>{html.escape(r.name)}</h3><img src="{slug}/{grid.name}" alt="{html.escape(r.name)}">')
+    grids = _copied_figures(folder, slugs, results, "predictions_")
+    swaps = _copied_figures(folder, slugs, results, "content_swap_")
 
     gifs = {slug: save_run_gifs(r, folder / slug, fps=fps) for slug, r in zip(slugs, results)}
     count = max((len(v) for v in gifs.values()), default=0)
@@ -106,6 +132,10 @@ def write_report(folder: str | Path, results, header: list[str], rows: list[list
 
     if grids:
         parts += ["<h2>Prediction grids</h2>", *grids]
+    if swaps:
+        parts += ["<h2>Content / dynamics swap</h2>",
+                  '<p class="note">Each block: the content of the first row decoded with the dynamics of the second '
+                  '(observed frames, then one sample of the future).</p>', *swaps]
 
     page = folder / "index.html"
     page.write_text("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html.escape(title)

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+NAMES = ("means", "scales", "rotations", "amplitudes")
+
 
 def loop_render(means, scales, rotations, amplitudes, height, width, kernel_size):
     """Inputs (F, N, ...) -> (F, C, height, width) in float64."""
@@ -48,3 +50,19 @@ def flatten_frames(lead, *tensors):
     """(*lead, N, ...) -> (F, N, ...) with F = prod(lead)."""
     frames = math.prod(lead)
     return [t.reshape(frames, *t.shape[len(lead):]) for t in tensors]
+
+
+def rel_err(a, b):
+    """|a - b| / |b| over whole tensors, in float64."""
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def render_with_grads(inputs, height, width, kernel_size, backend, grad_seed=1, needs_grad=(True,) * 4):
+    """Image and the gradients (None where not needed) of <image, random weights> through rasterize_gaussians."""
+    from pdr.render import rasterize_gaussians
+
+    leaves = [t.detach().clone().requires_grad_(need) for t, need in zip(inputs, needs_grad)]
+    out = rasterize_gaussians(*leaves, height, width, kernel_size, backend=backend)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
+    out.backward(weights.to(out.dtype))
+    return out.detach(), [t.grad for t in leaves]
