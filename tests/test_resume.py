@@ -16,7 +16,8 @@ CASES = {
         "model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_T=2", "model.backbone.drop_path=0.5", "data.size=16"]),
     "predrnn_scheduled_sampling": ("advected_fields/predrnn.yaml", [
         "model.backbone.num_hidden=[8]", "model.backbone.sampling_start_value=0.5",
-        "model.backbone.sampling_changing_rate=0.0", "data.size=16"]),
+        "model.backbone.sampling_changing_rate=0.0", "data.size=16",
+        "train.val_every_steps=4"]),  # validates at steps 4 and 6: a row's train loss spans the stop at step 3
     "srvp_sampling": ("bouncing_sprites/srvp.yaml", [
         "model.backbone.nf=4", "model.backbone.g_dim=16", "model.backbone.y_dim=6", "model.backbone.z_dim=4",
         "model.backbone.hidden=16", "model.backbone.lstm_hidden=16", "model.backbone.content_dim=8",
