@@ -69,7 +69,7 @@ def test_resume_with_ema_and_randomness_equals_an_uninterrupted_run(repo, tmp_pa
 
 
 
-def test_a_checkpoint_without_the_epochs_losses_still_resumes(repo, tmp_path):
+def test_a_checkpoint_without_epoch_losses_still_resumes(repo, tmp_path):
     """Checkpoints written before ``epoch_losses`` was saved resume to the same weights; the resumed epoch's mean
     train loss then covers only the steps run after the resume."""
     config, extra = CASES["simvp_drop_path"]
