@@ -50,6 +50,11 @@ Problem make_problem(const at::Tensor& means, const at::Tensor& scales, const at
                  predgsplat::kernels::radius_for(kernel_size)};
 }
 
+// Scratch memory of the kernels: the per-Gaussian records the preprocessing writes.
+at::Tensor workspace_for(const at::Tensor& means) {
+  return at::empty({predgsplat::kernels::workspace_floats(means.size(0), means.size(1))}, means.options());
+}
+
 }  // namespace
 
 at::Tensor predgsplat_forward(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
@@ -62,7 +67,9 @@ at::Tensor predgsplat_forward(const at::Tensor& means, const at::Tensor& scales,
   if (out.numel() == 0) return out;
   if (means.size(1) == 0) return out.zero_();
   const Problem p = make_problem(means, scales, rotations, amplitudes, height, width, kernel_size);
-  error = predgsplat::kernels::launch_forward(p, out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
+  auto workspace = workspace_for(means);
+  error = predgsplat::kernels::launch_forward(p, workspace.data_ptr<float>(), out.data_ptr<float>(),
+                                              c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(error == nullptr, error);
   return out;
 }
@@ -88,7 +95,9 @@ std::vector<at::Tensor> predgsplat_backward(const at::Tensor& means, const at::T
             need_amplitudes ? grad_amplitudes : at::Tensor()};
   }
   const Problem p = make_problem(means, scales, rotations, amplitudes, height, width, kernel_size);
-  error = predgsplat::kernels::launch_backward(p, grad_out.data_ptr<float>(), grad_geometry.data_ptr<float>(),
+  auto workspace = workspace_for(means);
+  error = predgsplat::kernels::launch_backward(p, workspace.data_ptr<float>(), grad_out.data_ptr<float>(),
+                                               grad_geometry.data_ptr<float>(),
                                                need_amplitudes ? grad_amplitudes.data_ptr<float>() : nullptr,
                                                grad_means.data_ptr<float>(), grad_scales.data_ptr<float>(),
                                                grad_rotations.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());

@@ -51,6 +51,12 @@ Tensor poisoned(const Tensor& like, torch::headeronly::IntHeaderOnlyArrayRef siz
   return t;
 }
 
+// Scratch memory of the kernels (the per-Gaussian records the preprocessing writes), NaN: a record it does not
+// write shows.
+Tensor workspace_for(const Tensor& means) {
+  return poisoned(means, {predgsplat::kernels::workspace_floats(means.size(0), means.size(1))});
+}
+
 // Launch errors of the emulator (a broken rule, a deadlock) become RuntimeErrors with its message.
 template <typename F>
 void emulated(const F& run) {
@@ -70,7 +76,11 @@ Tensor forward(Tensor means, Tensor scales, Tensor rotations, Tensor amplitudes,
   if (out.numel() == 0) return out;
   if (n == 0) return torch::stable::zero_(out);
   const Problem p = make_problem(means, scales, rotations, amplitudes, height, width, kernel_size);
-  emulated([&] { return predgsplat::kernels::launch_forward(p, out.mutable_data_ptr<float>(), nullptr); });
+  Tensor workspace = workspace_for(means);
+  emulated([&] {
+    return predgsplat::kernels::launch_forward(p, workspace.mutable_data_ptr<float>(), out.mutable_data_ptr<float>(),
+                                               nullptr);
+  });
   return out;
 }
 
@@ -92,9 +102,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward(Tensor means, Tensor scales,
             grad_amplitudes};
   }
   const Problem p = make_problem(means, scales, rotations, amplitudes, height, width, kernel_size);
+  Tensor workspace = workspace_for(means);
   emulated([&] {
     return predgsplat::kernels::launch_backward(
-        p, grad_out.const_data_ptr<float>(), grad_geometry.mutable_data_ptr<float>(),
+        p, workspace.mutable_data_ptr<float>(), grad_out.const_data_ptr<float>(), grad_geometry.mutable_data_ptr<float>(),
         need_amplitudes ? grad_amplitudes.mutable_data_ptr<float>() : nullptr, grad_means.mutable_data_ptr<float>(),
         grad_scales.mutable_data_ptr<float>(), grad_rotations.mutable_data_ptr<float>(), nullptr);
   });
@@ -111,14 +122,15 @@ void set_schedule(int64_t blocks, int64_t threads, int64_t seed, bool greedy_war
                                             greedy_warps});
 }
 
-// int64 (8,): launches, blocks, threads, barriers, warp_shuffles, warp_votes, atomics, expf (cuda_emu::Counters).
+// int64 (10,): launches, blocks, threads, barriers, warp_shuffles, warp_votes, atomics, expf, global_load_bytes,
+// global_store_bytes (cuda_emu::Counters).
 Tensor counters(Tensor like) {
   const cuda_emu::Counters c = cuda_emu::counters();
-  Tensor out = torch::stable::new_empty(like, {8}, ScalarType::Long);
-  int64_t* data = out.mutable_data_ptr<int64_t>();
-  const int64_t values[8] = {c.launches, c.blocks, c.threads, c.barriers, c.warp_shuffles, c.warp_votes, c.atomics,
-                             c.expf};
-  std::copy(values, values + 8, data);
+  const int64_t values[] = {c.launches,   c.blocks,  c.threads, c.barriers,          c.warp_shuffles,
+                            c.warp_votes, c.atomics, c.expf,    c.global_load_bytes, c.global_store_bytes};
+  constexpr int64_t count = sizeof(values) / sizeof(values[0]);
+  Tensor out = torch::stable::new_empty(like, {count}, ScalarType::Long);
+  std::copy(values, values + count, out.mutable_data_ptr<int64_t>());
   return out;
 }
 

@@ -39,7 +39,7 @@ def test_train_then_eval_prints_a_table_and_writes_images(repo, tmp_path):
     cells = rows[1].strip("|").split("|")
     assert all(c.strip() not in ("", "n/a", "nan") for c in cells[1:6])  # real numbers for MSE..SSIM
     # advected_fields has 2 channels: LPIPS (an RGB network) is empty with the reason below the table
-    assert "LPIPS n/a" in proc.stdout
+    assert "LPIPS n/a: it needs 1 or 3 channels, the data has 2" in proc.stdout
     for work in runs:
         assert (work / "eval" / "predictions_test.png").stat().st_size > 1000
         assert (work / "eval" / "metrics_per_frame_test.png").is_file()

@@ -63,23 +63,25 @@ def _digest(path):
 
 
 def test_interrupted_comparison_resumes_without_retraining_finished_arms(repo, tmp_path, monkeypatch):
+    """Arm b stops after step 3 (its first validation at step 2 is done); resumed, it is the arm an uninterrupted
+    comparison trains: the same checkpoints, bit for bit, and the same row."""
     config = repo / CONFIG
     arms = [Arm("a", ("loss=mse",)), Arm("b", ("loss=l1",))]
-    overrides = [*TINY, "train.max_steps=4"]  # two epochs of two steps
+    overrides = [*TINY, "train.max_steps=4", "model.backbone.drop_path=0.5"]  # two epochs of two steps; random
     original = Trainer._should_stop
 
-    def stop_b_after_one_step(self):  # as if SIGINT arrived while arm b trained
-        if self.work_dir.name == "b" and self.global_step >= 1:
+    def stop_b_after_three_steps(self):  # as if SIGINT arrived while arm b trained
+        if self.work_dir.name == "b" and self.global_step >= 3:
             self.signals.received = 2
         return original(self)
 
-    monkeypatch.setattr(Trainer, "_should_stop", stop_b_after_one_step)
+    monkeypatch.setattr(Trainer, "_should_stop", stop_b_after_three_steps)
     with pytest.raises(KeyboardInterrupt):
         compare(config, arms, tmp_path, overrides, device="cpu", show_progress=False)
     monkeypatch.setattr(Trainer, "_should_stop", original)
     a_ckpts = {p.name: _digest(p) for p in (tmp_path / "a" / "checkpoints").glob("*.pt")}
     assert torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)["global_step"] == 4
-    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)["global_step"] == 1
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)["global_step"] == 3
     assert not (tmp_path / "comparison.md").exists()
 
     result = compare(config, arms, tmp_path, overrides, device="cpu", show_progress=False)
@@ -88,6 +90,14 @@ def test_interrupted_comparison_resumes_without_retraining_finished_arms(repo, t
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)["global_step"] == 4
     assert "resumed from" in (tmp_path / "b" / "log.txt").read_text()
     assert [r.name for r in result.results[:2]] == ["a", "b"]
+    straight = compare(config, arms[1:], tmp_path / "straight", overrides, device="cpu", show_progress=False)
+    for name in ("best", "last"):
+        ours, theirs = (torch.load(d / "b" / "checkpoints" / f"{name}.pt", weights_only=False)
+                        for d in (tmp_path, tmp_path / "straight"))
+        assert (ours["global_step"], ours["history"]) == (theirs["global_step"], theirs["history"]), name
+        for key, value in theirs["model"].items():
+            torch.testing.assert_close(ours["model"][key], value, rtol=0, atol=0, msg=f"{name}.pt {key}")
+    assert result.results[1].metrics == straight.results[0].metrics
 
     again = compare(config, arms, tmp_path, overrides, device="cpu", show_progress=False)
     assert again.reused == ["a", "b"] and again.trained == []

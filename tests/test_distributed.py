@@ -33,8 +33,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def weights(work):
-    return load_checkpoint(work / "checkpoints" / "last.pt")["model"]
+def weights(work, key="model"):
+    return load_checkpoint(work / "checkpoints" / "last.pt")[key]
 
 
 def assert_same_weights(a, b, atol):
@@ -62,7 +62,9 @@ def test_two_processes_match_one_with_the_same_global_batch(repo, tmp_path):
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(repo, tmp_path):
-    steps = ["train.max_steps=12", "train.save_every=1"]
+    """With an EMA of the weights and dropout (training draws random numbers): the weights, their EMA and every
+    random generator come back from last.pt."""
+    steps = ["train.max_steps=12", "train.save_every=1", "train.ema_decay=0.7", "model.backbone.dropout=0.3"]
     straight = subprocess.run([sys.executable, *train_cmd(tmp_path / "straight", *steps)], cwd=repo, env=env(),
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -86,6 +88,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(repo, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {work / 'checkpoints' / 'last.pt'}" in (work / "log.txt").read_text()
     assert_same_weights(weights(tmp_path / "straight"), weights(work), atol=0)
+    assert_same_weights(weights(tmp_path / "straight", "ema"), weights(work, "ema"), atol=0)
 
 
 def test_sigterm_saves_a_checkpoint(repo, tmp_path):
@@ -138,3 +141,32 @@ def test_latent_flow_without_collision_labels_trains_under_two_processes(repo, t
     assert "lf_collision" not in log  # no labels: no collision term
     state = load_checkpoint(work / "checkpoints" / "last.pt")
     assert state["global_step"] == 3
+
+
+def test_each_process_reads_its_own_share_of_every_global_batch(repo, tmp_path, monkeypatch):
+    """Two processes, faked in this one (rank and world size as torchrun gives them): each reads its half of every
+    global batch one process reads, the halves disjoint, and every other validation sequence."""
+    from pdr.config import load_config
+    from pdr.engine import Trainer, distributed
+
+    cfg = load_config(repo / "configs" / "advected_fields" / "simvp.yaml", [*COMMON, "data.size=16"])
+
+    def loaders(rank, world_size):
+        monkeypatch.setattr(distributed, "init_distributed",
+                            lambda device: (distributed.DistInfo(rank, rank, world_size), device))
+        monkeypatch.setattr(distributed, "wrap_model", lambda model, *args, **kwargs: model)  # no process group
+        trainer = Trainer(cfg, tmp_path / f"rank{rank}of{world_size}", show_progress=False)
+        assert trainer.dist.world_size == world_size
+        trainer.train_loader.set_epoch(1)
+        train = [x for x, _ in trainer.train_loader]
+        return train, torch.cat([x for x, _ in trainer.val_loader])
+
+    one_train, one_val = loaders(0, 1)
+    (first, first_val), (second, second_val) = loaders(0, 2), loaders(1, 2)
+    assert len(one_train) == len(first) == len(second) == 4  # 32 sequences, global batch 8
+    for whole, a, b in zip(one_train, first, second):
+        assert a.shape[0] == b.shape[0] == 4
+        torch.testing.assert_close(torch.cat([a, b]), whole, rtol=0, atol=0)
+    assert len(one_val) == 8 and len(first_val) == len(second_val) == 4
+    torch.testing.assert_close(first_val, one_val[0::2], rtol=0, atol=0)
+    torch.testing.assert_close(second_val, one_val[1::2], rtol=0, atol=0)

@@ -159,53 +159,9 @@ def test_unreadable_sources_are_clear_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- OpenSTL checkpoints
-# OpenSTL's own names, written out from its module definitions (openstl/models/simvp_model.py,
-# openstl/modules/simvp_modules.py, predrnn_modules.py), in the order its state_dict lists them.
-
-BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-WB = ("weight", "bias")
-
-
-def _openstl_simvp_keys(n_s: int, n_t: int, model_type: str) -> dict[str, list[str]]:
-    samplings = ([False, True] * (n_s // 2))[:n_s]
-    enc = [f"enc.enc.{i}.conv.{part}.{p}" for i in range(n_s) for part in ("conv", "norm") for p in WB]
-    dec = []
-    for i, up in enumerate(reversed(samplings)):
-        dec += [f"dec.dec.{i}.conv.conv{'.0' if up else ''}.{p}" for p in WB]
-        dec += [f"dec.dec.{i}.conv.norm.{p}" for p in WB]
-    dec += [f"dec.readout.{p}" for p in WB]
-    hid = []
-    if model_type == "incepu":
-        for part in ("enc", "dec"):
-            for i in range(n_t):
-                hid += [f"hid.{part}.{i}.conv1.{p}" for p in WB]
-                hid += [f"hid.{part}.{i}.layers.{k}.{m}.{p}" for k in range(4) for m in ("conv", "norm") for p in WB]
-        return {"encoder": enc, "translator": hid, "decoder": dec}
-    gate = ["conv0", "conv_spatial", "conv1"]
-    for i in range(n_t):
-        b = f"hid.enc.{i}.block"
-        hid += [f"{b}.layer_scale_1", f"{b}.layer_scale_2", *(f"{b}.norm1.{p}" for p in BN)]
-        hid += [f"{b}.attn.proj_1.{p}" for p in WB]
-        hid += [f"{b}.attn.spatial_gating_unit.{g}.{p}" for g in gate for p in WB]
-        if model_type == "tau":
-            hid += [f"{b}.attn.spatial_gating_unit.fc.0.weight", f"{b}.attn.spatial_gating_unit.fc.2.weight"]
-        hid += [f"{b}.attn.proj_2.{p}" for p in WB]
-        hid += [f"{b}.norm2.{p}" for p in BN]
-        hid += [f"{b}.mlp.{m}.{p}" for m in ("fc1", "dwconv.dwconv", "fc2") for p in WB]
-        if i in (0, n_t - 1):  # the first and last MetaBlock change the width: a 1x1 `reduction`
-            hid += [f"hid.enc.{i}.reduction.{p}" for p in WB]
-    return {"encoder": enc, "translator": hid, "decoder": dec}
-
-
-def _as_openstl_simvp(backbone, model_type: str, n_s: int = 2, n_t: int = 2) -> dict:
-    """The backbone's weights under OpenSTL's names (part by part, in state_dict order, as
-    tests/test_openstl_bridge.py pairs them with a real OpenSTL)."""
-    out = {}
-    for part, names in _openstl_simvp_keys(n_s, n_t, model_type).items():
-        values = list(getattr(backbone, part).state_dict().values())
-        assert len(values) == len(names), part
-        out.update(zip(names, values))
-    return out
+# OpenSTL's networks: tests/support/openstl_stand_in.py (OpenSTL's names, shapes and calls; checked against
+# OpenSTL's own in tests/test_openstl_bridge.py), built through the bridge (backbone openstl:<Method>).
+PREDGS_ON_OUTPUT = {"name": "predgs", "num_gaussians": 16, "hidden": 8, "source": "output"}
 
 
 def _trained_like(model: pdr.PDRModel, seed: int = 1) -> None:
@@ -217,83 +173,74 @@ def _trained_like(model: pdr.PDRModel, seed: int = 1) -> None:
                 v.add_(0.1 * torch.randn(v.shape, generator=g))
 
 
-@pytest.mark.parametrize("model_type", ["gSTA", "tau", "IncepU"])
-def test_openstl_simvp_checkpoint_loads_into_our_simvp(tmp_path, model_type):
-    spec = {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "model_type": model_type}
-    source = pdr.create_model(spec, (4, 2, 32, 32), 4).eval()
+def _openstl_checkpoints(tmp_path, spec: dict, in_shape, out_frames: int):
+    """A trained-like OpenSTL network (backbone ``spec``, openstl:<Method>) saved as OpenSTL saves one: a Lightning
+    ``best.ckpt`` (its names under ``model.``) and a plain ``checkpoint.pth``. Returns the bridge (eval) and paths."""
+    source = pdr.create_model(spec, in_shape, out_frames).eval()
     _trained_like(source)
-    weights = _as_openstl_simvp(source.backbone, model_type.lower())
-    lightning = {"state_dict": {f"model.{k}": v for k, v in weights.items()}, "epoch": 3, "global_step": 120,
-                 "pytorch-lightning_version": "2.1.0"}
-    torch.save(lightning, tmp_path / "best.ckpt")
-    torch.save(weights, tmp_path / "checkpoint.pth")
+    network = source.backbone.model.state_dict()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in network.items()}, "epoch": 3, "global_step": 120,
+                "pytorch-lightning_version": "2.1.0"}, tmp_path / "best.ckpt")
+    torch.save(network, tmp_path / "checkpoint.pth")
+    return source.backbone, [tmp_path / "best.ckpt", tmp_path / "checkpoint.pth"]
+
+
+@pytest.mark.parametrize("method, model_type", [("SimVP", "gSTA"), ("TAU", "tau"), ("SimVP", "IncepU")])
+def test_openstl_simvp_checkpoint_loads_into_our_simvp(tmp_path, fake_openstl, method, model_type):
+    """Renamed (pdr.model.pretrained.OPENSTL_RENAMES), OpenSTL's SimVP/TAU weights make our SimVP compute what
+    OpenSTL's network computes, bit for bit."""
+    small = {"hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "model_type": model_type}
+    theirs, paths = _openstl_checkpoints(tmp_path, {"name": f"openstl:{method}", **small}, (4, 2, 32, 32), 4)
     x = frames(1)
     with torch.no_grad():
-        expected = source.backbone(x).frames
-    for path in (tmp_path / "best.ckpt", tmp_path / "checkpoint.pth"):
-        target = pdr.create_model(spec, (4, 2, 32, 32), 4, adapter={"name": "predgs", "num_gaussians": 16,
-                                                                    "hidden": 8, "source": "output"})
+        expected = theirs(x).frames
+    for path in paths:
+        target = pdr.create_model({"name": "simvp", **small}, (4, 2, 32, 32), 4, adapter=PREDGS_ON_OUTPUT)
         report = load_backbone_weights(target, path)
-        assert report.complete and report.loaded == len(weights)
+        assert report.complete and report.loaded == len(theirs.model.state_dict())
         torch.testing.assert_close(coarse_output(target, x), expected, rtol=0, atol=0)
 
 
-def _openstl_predrnn_state(backbone, layers: int) -> dict:
-    sd = backbone.state_dict()
-    out = {}
-    for i in range(layers):
-        for conv in ("conv_x", "conv_h", "conv_m", "conv_o"):
-            out[f"cell_list.{i}.{conv}.0.weight"] = sd[f"cells.{i}.{conv}.weight"]  # a Sequential(conv) in OpenSTL
-        out[f"cell_list.{i}.conv_last.weight"] = sd[f"cells.{i}.fuse.weight"]
-    out["conv_last.weight"] = sd["readout.weight"]
-    return out
-
-
-def test_openstl_predrnn_checkpoint_loads_into_our_predrnn(tmp_path):
-    spec = {"name": "predrnn", "num_hidden": [8, 8], "filter_size": 3, "patch_size": 2}
-    source = pdr.create_model(spec, (4, 2, 16, 16), 3).eval()
-    _trained_like(source)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in _openstl_predrnn_state(source.backbone, 2).items()}},
-               tmp_path / "predrnn.ckpt")
-    target = pdr.create_model(spec, (4, 2, 16, 16), 3).eval()
-    assert load_backbone_weights(target, tmp_path / "predrnn.ckpt").complete
-    x = torch.rand(2, 4, 2, 16, 16)
+def test_openstl_predrnn_checkpoint_loads_into_our_predrnn(tmp_path, fake_openstl):
+    """Our PredRNN with OpenSTL's PredRNN weights predicts what OpenSTL's network does through the bridge (patched,
+    channels last), fed its own predictions and, in training at step 0, the true frames."""
+    small = {"num_hidden": "8,8", "filter_size": 3, "patch_size": 2}
+    theirs, paths = _openstl_checkpoints(tmp_path, {"name": "openstl:PredRNN", **small}, (4, 2, 16, 16), 3)
+    target = pdr.create_model({"name": "predrnn", **small}, (4, 2, 16, 16), 3)
+    assert load_backbone_weights(target, paths[0]).complete
+    x, y = torch.rand(2, 4, 2, 16, 16), torch.rand(2, 3, 2, 16, 16)
+    ours = target.backbone
     with torch.no_grad():
-        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+        torch.testing.assert_close(ours.eval()(x).frames, theirs.eval()(x).frames)
+        torch.testing.assert_close(ours.train()(x, targets=y, step=0).frames,
+                                   theirs.train()(x, targets=y, step=0).frames)  # sampling_start_value 1: all true
 
 
-def test_openstl_convlstm_needs_non_strict_and_says_why(tmp_path):
-    spec = {"name": "convlstm", "num_hidden": [8], "filter_size": 3, "patch_size": 2}
-    source = pdr.create_model(spec, (4, 2, 16, 16), 3)
-    sd = source.backbone.state_dict()
-    weights = {"cell_list.0.conv_x.0.weight": sd["cells.0.conv_x.weight"],
-               "cell_list.0.conv_h.0.weight": sd["cells.0.conv_h.weight"],
-               "cell_list.0.conv_o.0.weight": torch.zeros(8, 16, 3, 3),  # OpenSTL's unused convolutions
-               "cell_list.0.conv_last.weight": torch.zeros(8, 16, 1, 1),
-               "conv_last.weight": sd["readout.weight"]}
-    torch.save(weights, tmp_path / "convlstm.pth")
-    target = pdr.create_model(spec, (4, 2, 16, 16), 3)
+def test_openstl_convlstm_needs_non_strict_and_says_why(tmp_path, fake_openstl):
+    spec = {"num_hidden": "8", "filter_size": 3, "patch_size": 2}
+    theirs, paths = _openstl_checkpoints(tmp_path, {"name": "openstl:ConvLSTM", **spec}, (4, 2, 16, 16), 3)
+    target = pdr.create_model({"name": "convlstm", **spec}, (4, 2, 16, 16), 3)
     with pytest.raises(CheckpointError, match=r"1 missing from the checkpoint: cells\.0\.conv_c\.weight.*no output-gate peephole"):
-        load_backbone_weights(target, tmp_path / "convlstm.pth")
-    report = load_backbone_weights(target, tmp_path / "convlstm.pth", strict=False)
-    assert report.missing == ["cells.0.conv_c.weight"] and not report.unexpected
-    torch.testing.assert_close(target.backbone.state_dict()["cells.0.conv_x.weight"], sd["cells.0.conv_x.weight"])
+        load_backbone_weights(target, paths[1])
+    report = load_backbone_weights(target, paths[1], strict=False)
+    assert report.missing == ["cells.0.conv_c.weight"] and not report.unexpected and report.loaded == 3
+    ours, network = target.backbone.state_dict(), theirs.model.state_dict()
+    for mine, their in (("cells.0.conv_x.weight", "cell_list.0.conv_x.0.weight"),
+                        ("cells.0.conv_h.weight", "cell_list.0.conv_h.0.weight"), ("readout.weight", "conv_last.weight")):
+        torch.testing.assert_close(ours[mine], network[their], rtol=0, atol=0)
 
 
 def test_openstl_checkpoints_load_into_the_bridge(tmp_path, fake_openstl):
-    spec = {"name": "openstl:SimVP", "hid_S": 8}
-    source = pdr.create_model(spec, (4, 2, 16, 16), 4).eval()
-    _trained_like(source)
-    network = source.backbone.model.state_dict()  # what OpenSTL's own model saves
-    torch.save(network, tmp_path / "plain.pth")
-    torch.save({"state_dict": {f"model.{k}": v for k, v in network.items()}}, tmp_path / "lightning.ckpt")
+    spec = {"name": "openstl:SimVP", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}
+    source, paths = _openstl_checkpoints(tmp_path, spec, (4, 2, 16, 16), 4)
+    assert "enc.enc.0.conv.conv.weight" in source.model.state_dict()  # OpenSTL's names, not PDR's
     x = torch.rand(2, 4, 2, 16, 16)
     with torch.no_grad():
-        expected = source.backbone(x).frames
-    for name in ("plain.pth", "lightning.ckpt"):
+        expected = source(x).frames
+    for path in paths:
         target = pdr.create_model(spec, (4, 2, 16, 16), 4, adapter={"name": "predgs", "num_gaussians": 16,
                                                                     "hidden": 8})
-        assert load_backbone_weights(target, tmp_path / name).complete
+        assert load_backbone_weights(target, path).complete
         torch.testing.assert_close(coarse_output(target, x), expected, rtol=0, atol=0)
 
 

@@ -99,6 +99,47 @@ def test_eval_cli_set(run, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_eval_set_data_root_scores_the_other_data(repo, tmp_path, capsys):
+    """A Moving MNIST run evaluated with ``--set data.root=<other digits>``: the table's MSE and MAE are the run's
+    model on the test sequences made of the other digits (OpenSTL's: summed over pixels, averaged over frames and
+    sequences), computed here."""
+    import json
+
+    from test_benchmark_data import fake_digits, write_idx
+
+    from pdr.cli.eval import main
+    from pdr.data import build_dataset
+    from pdr.model import build_model
+
+    for name, seed in (("digits_a", 0), ("digits_b", 1)):
+        (tmp_path / name).mkdir()
+        write_idx(tmp_path / name / "t10k-images-idx3-ubyte.gz", fake_digits(30, seed=seed))
+    small = ["model.backbone.hid_S=8", "model.backbone.hid_T=16", "model.backbone.N_S=2", "model.backbone.N_T=2",
+             "data.image_size=32", "data.in_frames=4", "data.out_frames=4", "data.seq_len=8", "data.num_train=4",
+             "data.num_val=2", "data.num_test=4", "data.val_digits=10", "data.test_digits=10", "data.batch_size=2",
+             "data.num_workers=0", "train.max_steps=2", "train.tensorboard=false", "eval.metrics=[mse, mae]"]
+    config = repo / "configs" / "moving_mnist" / "simvp.yaml"
+    cfg = load_config(config, [*small, f"data.root={tmp_path / 'digits_a'}"])
+    Trainer(cfg, tmp_path / "run", show_progress=False).fit()
+
+    assert main([str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'digits_b'}", "--no-images",
+                 "--format", "json", "--device", "cpu"]) == 0
+    reported = json.loads(capsys.readouterr().out)[0]
+    model = build_model(cfg).eval()
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"])
+    expected = {}
+    for root in ("digits_a", "digits_b"):
+        test = build_dataset(load_config(config, [*small, f"data.root={tmp_path / root}"]), "test")
+        x, y = (torch.stack(parts).double() for parts in zip(*(test[i] for i in range(len(test)))))
+        with torch.no_grad():
+            err = model(x.float()).double() - y
+        expected[root] = {"mse": (err**2).sum(dim=(2, 3, 4)).mean().item(),
+                          "mae": err.abs().sum(dim=(2, 3, 4)).mean().item()}
+    for metric in ("mse", "mae"):
+        assert reported[metric] == pytest.approx(expected["digits_b"][metric], rel=1e-5), metric
+        assert reported[metric] != pytest.approx(expected["digits_a"][metric], rel=1e-3), metric
+
+
 def test_predict_rolls_out_past_the_trained_horizon(run):
     model = pdr.load_run(run)  # trained for 4 -> 4 frames; SimVP predicts 4 per call
     x = torch.rand(2, 4, 2, 32, 32)

@@ -292,6 +292,24 @@ def test_offline_never_touches_the_network(monkeypatch, tmp_path, how):
     assert "downloads are off" in note and "PDR_OFFLINE" in note and networks.ALEXNET_FILE in note
 
 
+def test_lpips_na_note_names_the_reason(monkeypatch, tmp_path):
+    """n/a for frames LPIPS cannot take (2 channels), whether or not the network is there, and for missing weights
+    with downloads off (``PDR_OFFLINE=1``, set for every test)."""
+    import lpips
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # nothing cached
+    grey, two = np.zeros((1, 3, 1, 8, 8)), np.zeros((1, 3, 2, 8, 8))
+    offline = evaluate(grey, grey, metrics=("mse", "lpips", "tlpips"))
+    for name in ("lpips", "tlpips"):
+        assert offline[name] is None and "not in the torch cache and downloads are off" in offline["notes"][name]
+    net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+    for given in (None, net):
+        res = evaluate(two, two, metrics=("mse", "lpips", "tlpips"), lpips_model=given)
+        assert res["mse"] == 0.0 and np.isnan(res["lpips"]) and np.isnan(res["tlpips"])
+        assert res["notes"] == {"lpips": "LPIPS n/a: it needs 1 or 3 channels, the data has 2",
+                                "tlpips": "tlpips n/a: it needs 1 or 3 channels, the data has 2"}
+
+
 # ----------------------------------------------------------------------------- model selection
 
 

@@ -1,11 +1,13 @@
 """The OpenSTL bridge (``backbone: openstl:<Method>``).
 
 Without OpenSTL (CI): the names are registered and validate, building fails with a message that
-says how to install OpenSTL, and the bridge's calling conventions are exercised against a small
-stand-in ``openstl`` package written here. With a real OpenSTL (``PDR_OPENSTL_ROOT=/path/to/OpenSTL``
-or an installed one) the last tests build OpenSTL's own models through the bridge, check that our
-SimVP (gSTA, TAU, IncepU) and PredRNN compute exactly what OpenSTL's do with the same weights, and
-that the bridge calls OpenSTL's recurrent models as OpenSTL's own methods do.
+says how to install OpenSTL, and the bridge runs a stand-in ``openstl`` package whose SimVP, ConvLSTM
+and PredRNN have OpenSTL's constructors, calling conventions (layouts) and state-dict names
+(tests/support/openstl_stand_in.py). With a real OpenSTL (``PDR_OPENSTL_ROOT=/path/to/OpenSTL`` or an
+installed one) the last tests build OpenSTL's own models through the bridge, check that our SimVP
+(gSTA, TAU, IncepU) and PredRNN compute exactly what OpenSTL's do with the same weights, that the
+bridge calls OpenSTL's recurrent models as OpenSTL's own methods do, and that the stand-in has
+OpenSTL's interfaces.
 """
 import copy
 import importlib
@@ -173,83 +175,23 @@ def test_openstl_config_files_are_read_without_running_them(tmp_path):
 
 # ----------------------------------------------------------------------------- a stand-in OpenSTL
 
-# Tiny models with OpenSTL's calling conventions, to run the bridge's code paths in CI. They check
-# what the bridge hands them.
-FAKE_MODELS = '''
-import torch
-from torch import nn
-
-
-class SimVP_Model(nn.Module):
-    """Direct: (B, T, C, H, W) -> (B, T, C, H, W)."""
-
-    def __init__(self, in_shape, hid_S=16, model_type="gSTA", **kwargs):
-        super().__init__()
-        T, C, H, W = in_shape
-        self.in_shape, self.model_type = tuple(in_shape), model_type
-        self.net = nn.Conv2d(T * C, T * C, 3, padding=1)
-
-    def forward(self, x_raw, **kwargs):
-        B, T, C, H, W = x_raw.shape
-        assert (T, C, H, W) == self.in_shape
-        return self.net(x_raw.view(B, T * C, H, W)).view(B, T, C, H, W)
-
-
-class PredRNN_Model(nn.Module):
-    """Recurrent: patched channels-last frames (B, T_total, h, w, p*p*C) and a mask."""
-
-    def __init__(self, num_layers, num_hidden, configs, **kwargs):
-        super().__init__()
-        T, C, H, W = configs.in_shape
-        self.configs = configs
-        self.frame_channel = configs.patch_size ** 2 * C
-        self.cell = nn.Conv2d(self.frame_channel + num_hidden[0], num_hidden[0], configs.filter_size,
-                              padding=configs.filter_size // 2)
-        self.conv_last = nn.Conv2d(num_hidden[0], self.frame_channel, 1, bias=False)
-        self.seen = []
-
-    def forward(self, frames_tensor, mask_true, **kwargs):
-        c = self.configs
-        B, T, h, w, ch = frames_tensor.shape
-        assert T == c.total_length == c.pre_seq_length + c.aft_seq_length and ch == self.frame_channel
-        steps = T - 2 if c.reverse_scheduled_sampling == 1 else c.aft_seq_length - 1
-        assert mask_true.shape == (B, steps, h, w, ch), mask_true.shape
-        self.seen.append(mask_true[:, :, 0, 0, 0].clone())
-        frames = frames_tensor.permute(0, 1, 4, 2, 3)
-        mask = mask_true.permute(0, 1, 4, 2, 3)
-        hidden = frames.new_zeros(B, self.cell.out_channels, h, w)
-        out = []
-        for t in range(T - 1):
-            if c.reverse_scheduled_sampling == 1:
-                net = frames[:, t] if t == 0 else mask[:, t - 1] * frames[:, t] + (1 - mask[:, t - 1]) * x_gen
-            elif t < c.pre_seq_length:
-                net = frames[:, t]
-            else:
-                m = mask[:, t - c.pre_seq_length]
-                net = m * frames[:, t] + (1 - m) * x_gen
-            hidden = torch.tanh(self.cell(torch.cat([net, hidden], 1)))
-            x_gen = self.conv_last(hidden)
-            out.append(x_gen)
-        next_frames = torch.stack(out, 1).permute(0, 1, 3, 4, 2).contiguous()
-        loss = ((next_frames - frames_tensor[:, 1:]) ** 2).mean() if kwargs.get("return_loss", True) else None
-        return next_frames, loss
-
-
-ConvLSTM_Model = PredRNN_Model
-'''
+# tests/support/openstl_stand_in.py: OpenSTL's SimVP, ConvLSTM and PredRNN models with their published constructors,
+# calling conventions and state-dict names (checked against OpenSTL's own below, with PDR_OPENSTL_ROOT).
+SMALL_SIMVP = {"hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}
 
 
 @pytest.fixture
 def fake_openstl(package_dir):
-    make_package(package_dir, {"openstl/__init__.py": "", "openstl/models/__init__.py": FAKE_MODELS})
+    make_package(package_dir, {"openstl/__init__.py": "", "openstl/models/__init__.py":
+                               "from openstl_stand_in import ConvLSTM_Model, PredRNN_Model, SimVP_Model\n"})
     return package_dir
 
 
 def test_direct_model_through_the_bridge(fake_openstl):
-    model = pdr.create_model({"name": "openstl:TAU", "hid_S": 8, "alpha": 0.5}, (3, 2, 16, 16), 7, adapter=PREDGS)
+    model = pdr.create_model({"name": "openstl:TAU", **SMALL_SIMVP, "alpha": 0.5}, (3, 2, 16, 16), 7, adapter=PREDGS)
     backbone = model.backbone
     assert isinstance(backbone, OpenSTLBackbone) and backbone.frames_per_call == 3
-    assert backbone.model.model_type == "tau"  # TAU's default translator
+    assert "hid.enc.0.block.attn.spatial_gating_unit.fc.0.weight" in backbone.model.state_dict()  # TAU's translator
     x, y = torch.rand(2, 3, 2, 16, 16), torch.rand(2, 7, 2, 16, 16)
     model.eval()
     assert model(x).shape == y.shape  # rolled out: 3 + 3 + 1 frames
@@ -272,18 +214,18 @@ def test_recurrent_model_through_the_bridge(fake_openstl, reverse):
     x, y = torch.rand(2, 4, 2, 16, 16), torch.rand(2, 3, 2, 16, 16)
     model.eval()
     assert model(x).shape == y.shape
-    inference_mask = backbone.model.seen[-1]
+    inference_mask = backbone.model.masks_seen[-1]
     assert torch.all(inference_mask[:, : 3 if reverse else 0] == 1) and torch.all(inference_mask[:, 3 if reverse else 0:] == 0)
     model.train()
     pred = model(x, targets=y, step=0)
-    train_mask = backbone.model.seen[-1]
+    train_mask = backbone.model.masks_seen[-1]
     if not reverse:
         assert torch.all(train_mask == 1)  # step 0: eta = sampling_start_value = 1
     F.mse_loss(pred, y).backward()
     assert all(p.grad is not None for p in model.parameters())
     model(x, targets=y, step=1000)
     if not reverse:
-        assert torch.all(backbone.model.seen[-1] == 0)  # past sampling_stop_iter
+        assert torch.all(backbone.model.masks_seen[-1] == 0)  # past sampling_stop_iter
 
 
 def test_recurrent_bridge_equals_a_direct_openstl_call(fake_openstl):
@@ -316,8 +258,8 @@ def test_openstl_config_file_through_the_bridge(fake_openstl, tmp_path, caplog):
 
 def test_data_keys_must_agree_with_the_data_section(fake_openstl):
     with pytest.raises(ValueError, match="pre_seq_length: set by pdr from the data section"):
-        pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 10}, (4, 1, 16, 16), 4)
-    pdr.create_model({"name": "openstl:SimVP", "pre_seq_length": 4, "aft_seq_length": 4}, (4, 1, 16, 16), 4)
+        pdr.create_model({"name": "openstl:SimVP", **SMALL_SIMVP, "pre_seq_length": 10}, (4, 1, 16, 16), 4)
+    pdr.create_model({"name": "openstl:SimVP", **SMALL_SIMVP, "pre_seq_length": 4, "aft_seq_length": 4}, (4, 1, 16, 16), 4)
     with pytest.raises(ValueError, match="patch_size must be a positive integer dividing"):
         pdr.create_model({"name": "openstl:PredRNN", "patch_size": 0}, (4, 1, 16, 16), 4)
 
@@ -462,3 +404,41 @@ def test_openstl_parameter_counts_are_the_hard_coded_ones(openstl_models):
     assert count(openstl_models.ConvLSTM_Model(4, [128] * 4, configs)) == OPENSTL_COUNTS["convlstm"][1]
     assert count(openstl_models.PredRNN_Model(4, [128] * 4, configs)) == OPENSTL_COUNTS["predrnn"][1]
 
+
+
+@needs_openstl
+def test_the_stand_in_has_openstls_interfaces(openstl_models):
+    """tests/support/openstl_stand_in.py against OpenSTL itself: the same constructor and forward signatures, the
+    same state-dict names in the same order with the same shapes, and, with OpenSTL's weights, the same outputs."""
+    import inspect
+    from types import SimpleNamespace
+
+    import openstl_stand_in as stand_in
+
+    def same_interface(theirs, ours):
+        for method in ("__init__", "forward"):
+            assert inspect.signature(getattr(type(ours), method)) == inspect.signature(getattr(type(theirs), method))
+        assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+               [(k, v.shape) for k, v in theirs.state_dict().items()]
+        ours.load_state_dict(theirs.state_dict())
+
+    x = torch.rand(2, 4, 2, 16, 16)
+    for model_type in ("gSTA", "tau", "IncepU"):
+        args = ((4, 2, 16, 16),)
+        kwargs = {**SMALL_SIMVP, "N_T": 3, "model_type": model_type}
+        theirs, ours = openstl_models.SimVP_Model(*args, **kwargs).eval(), stand_in.SimVP_Model(*args, **kwargs).eval()
+        same_interface(theirs, ours)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x))
+    for name in ("ConvLSTM_Model", "PredRNN_Model"):
+        for layer_norm, reverse in ((0, 0), (1, 1)):
+            configs = SimpleNamespace(in_shape=(3, 2, 16, 16), patch_size=2, filter_size=3, stride=1,
+                                      layer_norm=layer_norm, pre_seq_length=3, aft_seq_length=2, total_length=5,
+                                      reverse_scheduled_sampling=reverse)
+            theirs, ours = (getattr(module, name)(2, [8, 8], configs) for module in (openstl_models, stand_in))
+            same_interface(theirs, ours)
+            frames = torch.rand(2, 5, 8, 8, 8)
+            mask = (torch.rand(2, 3 if reverse else 1, 1, 1, 1) > 0.5).float().expand(-1, -1, 8, 8, 8)
+            with torch.no_grad():
+                for mine, their in zip(ours(frames, mask), theirs(frames, mask)):
+                    torch.testing.assert_close(mine, their)

@@ -164,23 +164,31 @@ def test_the_entry_points_check_grad_out_and_the_image_size():
         kernels.backward(means, scales, rotations, amplitudes, torch.zeros(2, 4, 8, 0), 5, True)
 
 
-def test_counted_operations_of_one_gaussian():
-    """One Gaussian in the middle of one 16x16 tile, K = 5, C = 1: what each kernel does, counted by the emulator
-    (the basis of the counted-operation estimates in docs/renderer-emulator.md)."""
+@pytest.mark.parametrize("channels, shuffles", [(1, 9), (4, 16), (16, 31)])
+def test_counted_operations_of_one_gaussian(channels, shuffles):
+    """One Gaussian in the middle of one 16x16 tile, K = 5: what each kernel does, counted by the emulator (the
+    basis of the counted-operation estimates in docs/renderer-tuning.md)."""
     means = torch.zeros(1, 1, 2)  # pixel centre (7.5, 7.5): window centre (8, 8), rows and columns 6..10
-    inputs = [means, torch.full((1, 1, 2), 1.5), torch.zeros(1, 1), torch.ones(1, 1, 1)]
+    inputs = [means, torch.full((1, 1, 2), 1.5), torch.zeros(1, 1), torch.ones(1, 1, channels)]
     leaves = [t.clone().requires_grad_() for t in inputs]
     _emulated.reset_counters()
     out = rasterize_gaussians(*leaves, 16, 16, 5, backend="cuda_emulated")
     forward = _emulated.counters()
-    # one block of 256 threads; one batch: 3 barriers in gather_batch and 1 after it; one ballot per warp; an exp
-    # per window pixel
-    assert forward == dict(launches=1, blocks=1, threads=256, barriers=4, warp_shuffles=0, warp_votes=8, atomics=0,
-                           expf=25)
+    # the preprocessing (one block of 256 threads, one with a Gaussian: reads its 5 floats, writes its window of
+    # 4 ints and conic of 5 floats), then one tile block: one batch, 2 barriers (in gather_batch);
+    # one ballot per warp; thread 0 reads the window, conic and amplitudes; an exp per window pixel; every thread
+    # writes its pixel's channels
+    assert forward == dict(launches=2, blocks=2, threads=512, barriers=2, warp_shuffles=0, warp_votes=8, atomics=0,
+                           expf=25, global_load_bytes=4 * (5 + 4 + 5 + channels),
+                           global_store_bytes=4 * (9 + 256 * channels))
     _emulated.reset_counters()
     out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(0)))
     backward = _emulated.counters()
-    # + the chain rule's block; per warp: a ballot and an __any_sync; the 3 warps over rows 6..11 reduce 5
-    # geometry values and 1 amplitude with 5 shuffles each, and lane 0 adds each of the 6 sums with an atomic
-    assert backward == dict(launches=2, blocks=2, threads=512, barriers=4, warp_shuffles=3 * 6 * 5,
-                            warp_votes=8 + 8, atomics=3 * 6, expf=25)
+    # the preprocessing again, the tile block, the chain rule's block. One warp takes the Gaussian over its 25
+    # pixels and sums its 5 + C values (padded to P = 8, 16, 32) with a butterfly of (P - 1) + (5 - log2 P)
+    # shuffles; 5 + C lanes add the sums with an atomic each. Bytes: every thread stages its pixel's grad_out;
+    # the chain rule reads 5 sums, 2 scales and the rotation and writes 5 gradients
+    assert backward == dict(launches=3, blocks=3, threads=768, barriers=2, warp_shuffles=shuffles, warp_votes=8,
+                            atomics=5 + channels, expf=25,
+                            global_load_bytes=4 * (5 + 256 * channels + 4 + 5 + channels + 8),
+                            global_store_bytes=4 * (9 + 5))

@@ -130,9 +130,14 @@ for which in (int(sys.argv[2]), 10):
 """
 
 
-@pytest.mark.parametrize("which,what", [(11, "an access outside the memory the kernel was given"),
-                                        (12, "the thread's stack overflowed")], ids=["out-of-bounds", "stack"])
-def test_a_memory_fault_fails_the_launch_and_every_later_one_as_on_a_gpu(probe, which, what):
+@pytest.mark.parametrize("which,kernel,what", [
+    (11, "out_of_bounds_kernel", ("an illegal memory access (segmentation fault at address",
+                                  "an access outside the memory the kernel was given")),
+    (12, "stack_overflow_kernel", ("an illegal memory access (segmentation fault at address",
+                                   "the thread's stack overflowed")),
+    (13, "division_by_zero_kernel", ("an integer division by zero (at ", "where a GPU computes a meaningless value")),
+], ids=["out-of-bounds", "stack", "division-by-zero"])
+def test_a_memory_fault_fails_the_launch_and_every_later_one_as_on_a_gpu(probe, which, kernel, what):
     """In a process of its own: after the fault, the emulator refuses every launch."""
     import subprocess
     import sys
@@ -141,9 +146,8 @@ def test_a_memory_fault_fails_the_launch_and_every_later_one_as_on_a_gpu(probe, 
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, second = proc.stdout.strip().splitlines()[-2:]
-    kernel = "out_of_bounds_kernel" if which == 11 else "stack_overflow_kernel"
-    assert f"an illegal memory access (segmentation fault at address" in first
-    assert f"in kernel {kernel}, block (0, 0, 0), thread " in first and what in first
+    assert all(part in first for part in what), first
+    assert f"in kernel {kernel}, block (0, 0, 0), thread " in first
     assert second == first  # the next launch (a different kernel) is refused with the same message
 
 

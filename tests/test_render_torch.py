@@ -1,9 +1,12 @@
 """The torch backend of rasterize_gaussians against a slow, obviously-correct loop."""
 import math
+import weakref
 
 import pytest
 import torch
 from render_reference import flatten_frames, loop_render, random_gaussians
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from pdr.render import rasterize_gaussians
 
@@ -104,11 +107,45 @@ def test_autograd_keeps_only_the_inputs():
     assert all(t.grad is not None for t in inputs)
 
 
+class PeakMemory(TorchDispatchMode):
+    """The most bytes held at once by the storages of tensors created inside the ``with`` block (a storage counts
+    from the op that creates it until it is freed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.current, self.peak = {}, 0, 0
+
+    def _free(self, key):
+        self.current -= self.live.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and id(t.untyped_storage()) not in self.live:
+                storage = t.untyped_storage()
+                self.live[id(storage)] = storage.nbytes()
+                self.current += storage.nbytes()
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(storage, self._free, id(storage))
+        return out
+
+
 def test_large_n_and_frames_stay_bounded():
-    """2000 Gaussians on 64 frames with the default budget: renders without materialising everything."""
-    means, scales, rotations, amplitudes = random_gaussians((64,), 2000, 2, dtype=torch.float32, seed=1)
-    out = rasterize_gaussians(means, scales, rotations, amplitudes, 32, 32, kernel_size=15, backend="torch")
+    """2000 Gaussians on 64 frames with the default budget (86M Gaussian-pixel-channel values, five budgets):
+    the forward keeps only the inputs for the backward, and at no time do the forward and backward together hold more than
+    four budgets of float32 values (all at once would be about 15)."""
+    from pdr.render._checks import default_chunk_elements
+
+    inputs = [t.clone().requires_grad_() for t in random_gaussians((64,), 2000, 2, dtype=torch.float32, seed=1)]
+    saved, memory = [], PeakMemory()
+    with memory:
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            out = rasterize_gaussians(*inputs, 32, 32, kernel_size=15, backend="torch")
+        out.sum().backward()
     assert out.shape == (64, 2, 32, 32) and torch.isfinite(out).all()
+    assert sum(saved) <= sum(t.numel() for t in inputs)
+    assert all(torch.isfinite(t.grad).all() for t in inputs)
+    assert memory.peak < 4 * 4 * default_chunk_elements(), f"peak {memory.peak / 2**20:.0f} MiB"
 
 
 def test_float32_matches_float64():

@@ -147,7 +147,32 @@ class _References(HTMLParser):
         self.refs += [value for key, value in attrs if key in ("src", "href") and value]
 
 
-def test_eval_writes_gifs_and_a_report_that_references_only_its_own_files(repo, tmp_path, monkeypatch):
+class _Tables(HTMLParser):
+    """The cells of each <table>, row by row."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+
+def test_eval_writes_gifs_and_a_report_that_references_only_its_own_files(repo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(repo)
     runs = []
     for name in ("simvp", "simvp_predgs"):
@@ -157,7 +182,10 @@ def test_eval_writes_gifs_and_a_report_that_references_only_its_own_files(repo, 
                            "--work-dir", str(work), "--no-progress"]) == 0
         runs.append(work)
     report = tmp_path / "report"
+    capsys.readouterr()
     assert eval_main([*map(str, runs), "--gif", "--report", str(report), "--device", "cpu"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    printed = [[c.strip() for c in line.strip().strip("|").split("|")] for line in printed]
 
     for work in runs:  # --gif: one GIF per shown sequence in each run's eval folder
         gifs = sorted((work / "eval" / "gifs").glob("*.gif"))
@@ -177,7 +205,10 @@ def test_eval_writes_gifs_and_a_report_that_references_only_its_own_files(repo, 
     assert len(gifs) == 2 * 2 and len(set(gifs)) == 4  # every run, every shown sequence
     assert "per_frame.png" in refs
     text = page.read_text()
-    assert "<th>MSE</th>" in text and "<th>PSNR</th>" in text and "simvp_predgs" in text
+    tables = _Tables()
+    tables.feed(text)
+    assert tables.tables[0] == printed  # the page's metrics table is the one tools/eval.py printed, cell by cell
+    assert printed[0][:3] == ["run", "MSE", "PSNR"] and [row[0] for row in printed[1:]] == ["simvp", "simvp_predgs"]
     assert "different test sequences" not in text  # both runs show the same sequences
 
     # the report folder can be moved: nothing points back at the run folders

@@ -248,11 +248,25 @@ def test_predgs_wrapped_model_samples_and_trains_a_step():
 
 
 def test_features_source_of_predgs_gets_per_sample_features():
+    """Each sampled future of each sequence is refined with its own decoder features: those its frames are read
+    out of (the decoder's last 3x3 conv and sigmoid)."""
     model = make(True, adapter={"name": "predgs", "num_gaussians": 16, "hidden": 8, "pool": 2, "kernel_size": 7,
-                                "source": "features"}).eval()
+                                "source": "features", "render_init": 1.0}).eval()  # the rendering counts at once
+    x = torch.rand(2, 3, 1, 16, 16)
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 1, 16, 16)).shape == (1, 4, 1, 16, 16)
-        assert sample_predictions(model, torch.rand(1, 3, 1, 16, 16), 2, frame_rate=2).shape == (1, 2, 8, 1, 16, 16)
+        assert model(x).shape == (2, 4, 1, 16, 16)
+        torch.manual_seed(3)
+        raw = model.backbone.sample(x, 3, frame_rate=2, return_features=True)
+        torch.manual_seed(3)
+        refined = sample_predictions(model, x, 3, frame_rate=2)
+        assert refined.shape == (2, 3, 8, 1, 16, 16) and raw.features.shape[:3] == (2, 3, 8)
+        read_out = torch.sigmoid(model.backbone.decoder.readout(raw.features.flatten(0, 2)))
+        torch.testing.assert_close(read_out.view_as(raw.frames), raw.frames)
+        for k in range(3):
+            torch.testing.assert_close(refined[:, k], model.adapter(raw.frames[:, k], raw.features[:, k]))
+    # samples and sequences differ, so features handed to the wrong one would show
+    assert not torch.allclose(raw.features[:, 0], raw.features[:, 1], atol=1e-3)
+    assert not torch.allclose(raw.features[0], raw.features[1], atol=1e-3)
 
 
 def test_save_load_round_trip(tmp_path):

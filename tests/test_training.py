@@ -167,13 +167,6 @@ def test_bf16_ema_and_tensorboard(tmp_path):
     assert events and events[0].stat().st_size > 0
 
 
-def test_torch_compile_option_trains(tmp_path):
-    trainer = Trainer(conv_cfg(tmp_path, "data.batch_size=4", "train.max_steps=2", "train.compile=true",
-                               "train.tensorboard=false"), tmp_path / "run", show_progress=False)
-    result = trainer.fit()
-    assert trainer.global_step == 2 and torch.isfinite(torch.tensor(result["val/loss"]))
-
-
 def test_full_disk_during_training_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import errno
     import os

@@ -114,8 +114,10 @@ def test_motion_smoothness_proxy_prefers_linear_motion():
 
 
 def test_motion_smoothness_is_vbenchs_with_a_given_interpolator():
+    """A score of the predicted video: the truth (here a smooth motion) plays no part."""
     jitter = blob_video([4, 6.5, 5, 8.5, 7, 10.5, 9])  # 7 frames: odd frames 1, 3, 5 are interpolated
-    res = evaluate(jitter, jitter, metrics=("motion_smoothness",), per_frame=True,
+    truth = blob_video([4, 5, 6, 7, 8, 9, 10])
+    res = evaluate(jitter, truth, metrics=("motion_smoothness",), per_frame=True,
                    networks={"interpolation": lambda a, b: 0.5 * (a + b)})
     v = jitter[0]
     expected = [1 - np.abs((v[k - 1] + v[k + 1]) / 2 - v[k]).mean() for k in (1, 3, 5)]
@@ -125,17 +127,19 @@ def test_motion_smoothness_is_vbenchs_with_a_given_interpolator():
 
 
 def test_vbench_consistency_hand_computed():
+    """Scores of the predicted video (the truth, another video here, plays no part)."""
     net = tiny_features()
     frames = np.random.default_rng(0).random((1, 4, 3, 24, 24))
+    truth = np.random.default_rng(1).random((1, 4, 3, 24, 24))
     with torch.no_grad():
         f = net(torch.from_numpy(frames[0]).float()).double().numpy()
     cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
     expected = [(max(0, cos(f[0], f[t])) + max(0, cos(f[t - 1], f[t]))) / 2 for t in (1, 2, 3)]
-    res = evaluate(frames, frames, metrics=("subject_consistency", "background_consistency"), per_frame=True,
+    res = evaluate(frames, truth, metrics=("subject_consistency", "background_consistency"), per_frame=True,
                    networks={"dino": net, "clip": net})
     assert res["subject_consistency_per_frame"] == pytest.approx(expected, rel=1e-6)
     assert res["background_consistency"] == pytest.approx(np.mean(expected), rel=1e-6)
-    proxy = evaluate(frames, frames, metrics=("subject_consistency_proxy",), feature_model=net, per_frame=True)
+    proxy = evaluate(frames, truth, metrics=("subject_consistency_proxy",), feature_model=net, per_frame=True)
     assert proxy["subject_consistency_proxy_per_frame"] == pytest.approx([cos(f[t - 1], f[t]) for t in (1, 2, 3)])
 
 

@@ -4,10 +4,12 @@
     python tools/count_kernel_ops.py [--cases A B C] [--channels 16 17]
 
 Runs one frame of each case of tools/bench_render.py (the counts grow in proportion to the frames) through
-backend="cuda_emulated" and prints, for the forward and for the backward (both of its kernels): blocks,
-completed barriers, warp shuffles and votes (per warp instruction), atomics and exps (per thread). --channels
-replaces each case's C, to show what a channel count costs (C > 16 takes a second chunk of channels). The
-counts say what a change of the kernels saves before a GPU measures it; the emulator's time says nothing.
+backend="cuda_emulated" and prints, for the forward and for the backward (all of their kernels): blocks,
+completed barriers, warp shuffles and votes (per warp instruction), atomics and exps (per thread), and the bytes
+the threads read from and write to global memory (through __ldg and __stwb; not DRAM traffic: what many blocks
+read, the Gaussians, is served mostly by the L2 cache). --channels replaces each case's C, to show what a
+channel count costs (C > 16 takes a second chunk of channels). The counts say what a change of the kernels
+saves before a GPU measures it; the emulator's time says nothing.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from bench_render import CASES, make_inputs
 
 from pdr.render import _emulated, rasterize_gaussians
 
-COLUMNS = ("blocks", "barriers", "warp_shuffles", "warp_votes", "atomics", "expf")
+COLUMNS = ("blocks", "barriers", "warp_shuffles", "warp_votes", "atomics", "expf", "global_load_bytes",
+           "global_store_bytes")
 
 
 def count(case, seed: int = 0) -> tuple[dict, dict, float]:

@@ -10,10 +10,11 @@
 // collectives completed at once) before the next, as when some warps are much faster than others.
 // Different orders give different interleavings between barriers, which exposes races and missing
 // barriers; __shared__ variables are filled with NaN (all bits set) at every block's start, which
-// exposes reads of values no thread wrote. A memory fault in a kernel (e.g. an index computed from
-// such a value) ends the launch with an error naming the kernel, block and thread; as a GPU's context
-// after "an illegal memory access was encountered", the emulator then refuses every later launch of
-// the process (memory may have been overwritten before the fault).
+// exposes reads of values no thread wrote. A memory fault or an integer division by zero in a kernel (e.g.
+// an index or a divisor computed from such a value) ends the launch with an error naming the kernel, block
+// and thread; as a GPU's context after "an illegal memory access was encountered", the emulator then
+// refuses every later launch of the process (memory may have been overwritten before the fault). (A GPU
+// does not stop at a division by zero; its meaningless result would show as wrong values.)
 //
 // What a GPU would punish is refused with cuda_emu::Error: a __syncthreads not reached by every
 // thread of the block (or reached at different calls), a warp collective not reached by every lane
@@ -23,7 +24,7 @@
 // Provided: __global__/__device__/__host__/__forceinline__/__launch_bounds__/__shared__ (static in
 // the kernel function itself), threadIdx/blockIdx/blockDim/gridDim, warpSize, __syncthreads (and
 // _count/_and/_or), __syncwarp, __ballot_sync, __any_sync, __all_sync, __shfl_sync, __shfl_up_sync,
-// __shfl_down_sync, __shfl_xor_sync, atomicAdd, __popc, __ffs, __ldg, max/min, and the float
+// __shfl_down_sync, __shfl_xor_sync, atomicAdd, __popc, __ffs, __ldg, __stwb, int4/float4, max/min, and the float
 // intrinsics __expf (modelled as the GPU computes it: exp2 of a rounded product, flushed to zero
 // below the smallest normal float), __fadd_rn/__fsub_rn/__fmul_rn and their double versions (never
 // contracted into a fused multiply-add), __fdividef. Not provided: dynamic (extern) shared memory,
@@ -31,7 +32,8 @@
 //
 // Counters (cuda_emu::counters()) count what a kernel does, to compare kernels by counted
 // operations: warp shuffles and votes (per warp instruction), barriers (per block), atomics and
-// __expf calls (per thread).
+// __expf calls (per thread), and the bytes each thread reads from global memory through __ldg and writes
+// through __stwb (the kernels access global memory through these two, so that their traffic is counted).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -87,6 +89,12 @@ struct dim3 {
 struct uint3 {
   unsigned x, y, z;
 };
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 using cudaStream_t = struct CUstream_st*;
 constexpr int warpSize = 32;
 
@@ -110,7 +118,7 @@ struct Schedule {
 // What the kernels did since the last reset (see the file's comment).
 struct Counters {
   int64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_shuffles = 0, warp_votes = 0, atomics = 0,
-          expf = 0;
+          expf = 0, global_load_bytes = 0, global_store_bytes = 0;
 };
 
 // Hardware limits of every GPU from compute capability 7.0 to 9.0.
@@ -731,9 +739,9 @@ inline void run_block(const std::vector<SharedVariable>& shared, std::mt19937_64
   }
 }
 
-// While a launch runs: a memory fault in a kernel's thread is recorded with the kernel, block and thread, and
-// the handler jumps back to the launch (run_launch), which raises it. A fault elsewhere is handled as before the
-// launch. The handler runs on a stack of its own: the fiber's may be full.
+// While a launch runs: a memory fault (or an integer division by zero) in a kernel's thread is recorded with
+// the kernel, block and thread, and the handler jumps back to the launch (run_launch), which raises it. A fault
+// elsewhere is handled as before the launch. The handler runs on a stack of its own: the fiber's may be full.
 class FaultReport {
  public:
   FaultReport() {
@@ -746,38 +754,46 @@ class FaultReport {
     action.sa_sigaction = &FaultReport::report;
     action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
-    sigaction(SIGSEGV, &action, &old_segv());
-    sigaction(SIGBUS, &action, &old_bus());
+    for (int i = 0; i < kSignals; ++i) sigaction(kSignal[i], &action, &old(i));
   }
   ~FaultReport() {
-    sigaction(SIGSEGV, &old_segv(), nullptr);
-    sigaction(SIGBUS, &old_bus(), nullptr);
+    for (int i = 0; i < kSignals; ++i) sigaction(kSignal[i], &old(i), nullptr);
     sigaltstack(&old_stack_, nullptr);
   }
 
  private:
-  static struct sigaction& old_segv() {
-    static struct sigaction a;
-    return a;
-  }
-  static struct sigaction& old_bus() {
-    static struct sigaction a;
-    return a;
+  static constexpr int kSignals = 3;
+  static constexpr int kSignal[kSignals] = {SIGSEGV, SIGBUS, SIGFPE};
+  static struct sigaction& old(int i) {
+    static struct sigaction a[kSignals];
+    return a[i];
   }
   static void report(int signal, siginfo_t* info, void*) {
     State& s = state();
     const int t = s.fibers.running();
     if (s.launch == nullptr || t < 0) {
-      sigaction(signal, signal == SIGSEGV ? &old_segv() : &old_bus(), nullptr);  // the fault repeats, as before
+      for (int i = 0; i < kSignals; ++i) {
+        if (kSignal[i] == signal) sigaction(signal, &old(i), nullptr);  // the fault repeats, as before
+      }
       return;
     }
-    snprintf(s.fault, sizeof(s.fault),
-             "cuda_emu: an illegal memory access (%s at address %p) in kernel %s, block (%u, %u, %u), thread %d "
-             "(warp %d, lane %d): %s; as on a GPU, no further launch can run in this process",
-             signal == SIGSEGV ? "segmentation fault" : "bus error", info->si_addr, s.launch->kernel, s.block_idx.x,
-             s.block_idx.y, s.block_idx.z, t, t / 32, t % 32,
-             s.fibers.overflowed(t, info->si_addr) ? "the thread's stack overflowed"
-                                                   : "an access outside the memory the kernel was given");
+    char thread[256];  // no allocation here: the heap may be what was damaged
+    snprintf(thread, sizeof(thread), "in kernel %s, block (%u, %u, %u), thread %d (warp %d, lane %d)",
+             s.launch->kernel, s.block_idx.x, s.block_idx.y, s.block_idx.z, t, t / 32, t % 32);
+    if (signal == SIGFPE) {
+      // A GPU does not stop at an integer division by zero: it computes a meaningless value.
+      snprintf(s.fault, sizeof(s.fault),
+               "cuda_emu: an integer division by zero (at %p) %s, where a GPU computes a meaningless value without "
+               "an error; the launch is abandoned and, as after a fault, no further launch can run in this process",
+               info->si_addr, thread);
+    } else {
+      snprintf(s.fault, sizeof(s.fault),
+               "cuda_emu: an illegal memory access (%s at address %p) %s: %s; as on a GPU, no further launch can run "
+               "in this process",
+               signal == SIGSEGV ? "segmentation fault" : "bus error", info->si_addr, thread,
+               s.fibers.overflowed(t, info->si_addr) ? "the thread's stack overflowed"
+                                                     : "an access outside the memory the kernel was given");
+    }
     siglongjmp(s.fault_exit, 1);  // restores the signal mask; the thread's fiber is abandoned
   }
   stack_t old_stack_{};
@@ -961,9 +977,16 @@ T atomicAdd(T* address, T value) {
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __ffs(int x) { return __builtin_ffs(x); }
+// A read through the read-only data cache, and a plain (write-back) store: counted in bytes.
 template <typename T>
 T __ldg(const T* p) {
+  ::cuda_emu::detail::state().counters.global_load_bytes += sizeof(T);
   return *p;
+}
+template <typename T>
+void __stwb(T* p, T value) {
+  ::cuda_emu::detail::state().counters.global_store_bytes += sizeof(T);
+  *p = value;
 }
 
 inline int max(int a, int b) { return a > b ? a : b; }

@@ -253,6 +253,8 @@ class CheckpointManager:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         progress = {"epoch": state["epoch"], "batch_in_epoch": state["batch_in_epoch"],
-                    "global_step": state["global_step"], "best": state["best"], "history": state.get("history", [])}
+                    "global_step": state["global_step"], "best": state["best"], "history": state.get("history", []),
+                    "epoch_losses": state.get("epoch_losses", []),  # absent from older checkpoints
+                    "since_validation": state.get("since_validation", [])}
         _set_rng_state(state["rng"])
         return progress

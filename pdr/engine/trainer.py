@@ -79,7 +79,8 @@ class Trainer:
             self.best = None
             self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
             self.history: list[dict] = []
-            self._since_validation: list[float] = []
+            self.epoch_losses: list[float] = []  # this epoch's train losses so far: a resumed epoch averages them all
+            self.since_validation: list[float] = []  # the train losses since the last validation (val_every_steps)
             self.signals = StopSignals(self.dist)
             self._log_start()
             if resume_state is not None:
@@ -161,7 +162,8 @@ class Trainer:
 
     def _progress(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "global_step": self.global_step,
-                "best": self.best, "history": self.history}
+                "best": self.best, "history": self.history,
+                "epoch_losses": list(self.epoch_losses), "since_validation": list(self.since_validation)}
 
     def save(self, name: str) -> Path:
         """Write checkpoints/<name>.pt atomically (rank 0 only). With an EMA, ``best`` holds the EMA weights."""
@@ -224,7 +226,7 @@ class Trainer:
                            self.global_step)
                 raise KeyboardInterrupt(f"stopped by {name}; checkpoint saved to {path}")
             self.epoch += 1
-            self.batch_in_epoch = 0
+            self.batch_in_epoch, self.epoch_losses = 0, []
             if not by_steps and (self.epoch % self.cfg["train"]["val_every"] == 0
                                  or self.global_step >= self.total_steps):
                 self.validate(train_loss)
@@ -255,7 +257,7 @@ class Trainer:
     def _train_epoch(self) -> float:
         """Steps to the end of the epoch, of the budget or to a stop signal; returns the mean train loss."""
         self.net.train()
-        losses = []
+        losses = self.epoch_losses
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
                    disable=None if self.show_progress else True, leave=False, dynamic_ncols=True)  # None: a terminal only
         start = time.perf_counter()
@@ -267,14 +269,14 @@ class Trainer:
             terms, updated = self.train_step(batches)
             if updated:
                 losses.append(terms["loss"].item())
-                self._since_validation.append(terms["loss"].item())
+                self.since_validation.append(terms["loss"].item())
             self.global_step += 1
             self.batch_in_epoch += 1
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{self._step_lr:.2e}")
             self._after_step(terms)
             if every and (self.global_step % every == 0 or self.global_step >= self.total_steps):
-                recent = self._since_validation
+                recent = self.since_validation
                 self.validate(float(np.mean(recent)) if recent else float("nan"))
                 self.net.train()
         bar.close()
@@ -347,7 +349,7 @@ class Trainer:
     def validate(self, train_loss: float) -> dict:
         """Score the val split, record the row (metrics.csv, loggers, history), keep the best checkpoint."""
         res = self.evaluate_split(self.val_loader, self.cfg["train"]["max_val_batches"])
-        self._since_validation = []
+        self.since_validation = []
         epoch = self.epoch + (self.batch_in_epoch > 0)  # the epoch the step belongs to, from 1 (as the bar shows)
         row = {"epoch": epoch, "step": self.global_step, "train/loss": train_loss,
                "lr": getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"]),

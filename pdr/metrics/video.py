@@ -47,11 +47,11 @@ def temporal_lpips_of_differences(pred, true, lpips_model, device="cpu") -> np.n
 
 
 def _with_lpips(batch: FrameBatch, name: str, fn) -> dict | None:
+    if not batch.channels_ok(name, name):  # first: a network would not help
+        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
     net = batch.network("lpips")
     if net is None:
         return None
-    if not batch.channels_ok(name, name):
-        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
     return {name: fn(batch.clipped, batch.true, net, batch.device)}
 
 
@@ -200,11 +200,11 @@ def vbench_consistency(frames, feature_model, device="cpu") -> np.ndarray:
 
 
 def _consistency(batch: FrameBatch, name: str, network: str, fn, background: bool) -> dict | None:
+    if not batch.channels_ok(name, name):  # first: a network would not help
+        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
     net = batch.network(network)
     if net is None:
         return None
-    if not batch.channels_ok(name, name):
-        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
     frames = fill_foreground(batch.clipped, batch.true, batch.foreground_threshold) if background else batch.clipped
     return {name: fn(frames, net, batch.device)}
 
@@ -270,7 +270,7 @@ class FVD:
 
     def update(self, batch: FrameBatch) -> None:
         net = batch.network("i3d")
-        if net is None or self.failed or not batch.channels_ok("fvd", "FVD"):
+        if self.failed or not batch.channels_ok("fvd", "FVD") or net is None:
             return
         try:
             pred, true = (self._features(net, f, batch.device) for f in (batch.clipped, batch.true))

@@ -26,7 +26,8 @@ SOURCES = ("predgsplat_emulated.cpp",)
 FILES = (*SOURCES, "predgsplat_kernels.cuh", "predgsplat_math.h", "emu/cuda_emu.h")
 ORDERS = ("forward", "reversed", "shuffled")
 WARPS = ("interleaved", "greedy")
-COUNTERS = ("launches", "blocks", "threads", "barriers", "warp_shuffles", "warp_votes", "atomics", "expf")
+COUNTERS = ("launches", "blocks", "threads", "barriers", "warp_shuffles", "warp_votes", "atomics", "expf",
+            "global_load_bytes", "global_store_bytes")
 _status: tuple[bool, str] | None = None
 _module = None
 _schedule = ("forward", "forward", 0, "interleaved")
@@ -105,7 +106,7 @@ def _set_schedule(blocks: str, threads: str, seed: int, warps: str) -> None:
 def counters() -> dict[str, int]:
     """What the emulated kernels did since ``reset_counters()``: launches, blocks, threads, barriers completed
     (per block), warp shuffles and votes (ballot/any/all; per warp instruction), atomics and ``__expf`` calls
-    (per thread)."""
+    (per thread), bytes read from and written to global memory (per thread, through ``__ldg`` and ``__stwb``)."""
     load_extension()
     values = torch.ops.pdr_predgsplat_emulated.counters(torch.empty(0)).tolist()
     return dict(zip(COUNTERS, values))

@@ -101,6 +101,8 @@ __global__ void empty_kernel() {}
 
 __global__ void out_of_bounds_kernel(float* out) { out[threadIdx.x * (int64_t{1} << 40)] = 1.0f; }
 
+__global__ void division_by_zero_kernel(int* out) { out[threadIdx.x] = 7 / out[threadIdx.x + 32]; }
+
 __device__ int deep(int depth, volatile char* sink) {
   volatile char frame[4096];
   frame[0] = static_cast<char>(depth);
@@ -202,6 +204,10 @@ void broken(int64_t which) {
         break;
       case 12:
         cuda_emu::launch("stack_overflow_kernel", stack_overflow_kernel, dim3(1), dim3(32), 0, nullptr, ints);
+        break;
+      case 13:
+        std::fill(ints, ints + 64, 0);
+        cuda_emu::launch("division_by_zero_kernel", division_by_zero_kernel, dim3(1), dim3(32), 0, nullptr, ints);
         break;
       default: STD_TORCH_CHECK(false, "no such broken kernel");
     }
