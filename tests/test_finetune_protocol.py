@@ -17,7 +17,8 @@ from pdr.config import load_config
 from pdr.data.synthetic import AdvectedFields
 from pdr.engine.checkpoint import load_checkpoint
 from pdr.model import build_model
-from test_init_from import _as_openstl_simvp, _trained_like
+from test_init_from import _trained_like
+from test_openstl_bridge import fake_openstl, package_dir  # noqa: F401  (fixtures: OpenSTL's stand-in)
 
 CONFIG = "configs/advected_fields/simvp_predgs.yaml"
 TINY = [
@@ -115,11 +116,11 @@ def test_a_base_is_trained_once_and_every_arm_starts_from_it(repo, tmp_path, mon
     assert any("base: simvp + mse, 4 steps" in n and "reused" in n for n in again.notes)
 
 
-def test_an_openstl_checkpoint_is_a_base(repo, tmp_path):
-    spec = {"name": "simvp", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2}
+def test_an_openstl_checkpoint_is_a_base(repo, tmp_path, fake_openstl):
+    spec = {"name": "openstl:SimVP", "hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "model_type": "gSTA"}
     source = pdr.create_model(spec, (4, 2, 32, 32), 4).eval()
     _trained_like(source)
-    torch.save(_as_openstl_simvp(source.backbone, "gsta"), tmp_path / "openstl.pth")
+    torch.save(source.backbone.model.state_dict(), tmp_path / "openstl.pth")  # as OpenSTL saves checkpoint.pth
     arms = [Arm("mse", ("model.adapter=null", "loss=mse"))]
     compare_finetune(repo / CONFIG, arms, tmp_path / "cmp", BaseSpec(source=str(tmp_path / "openstl.pth")), TINY,
                      device="cpu", show_progress=False)
