@@ -252,3 +252,17 @@ def save_sequence_gif(
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, np.stack(frames), extension=".gif", duration=durations, loop=0)
     return path
+
+
+def save_validation_curve(path: str | Path, steps: Sequence[int], values: Sequence[float], name: str,
+                          window: tuple[int, int] | None = None, title: str = "") -> Path:
+    """One validation value against the training step, with the steps of ``window`` (first, last) shaded."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    ax.plot(list(steps), list(values), marker="o", markersize=3)
+    if window is not None:
+        ax.axvspan(window[0], window[1], color="C1", alpha=0.15, lw=0)
+    ax.set_xlabel("training step", fontsize=8)
+    ax.set_ylabel(name, fontsize=8)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path, title, dpi=100)

@@ -19,10 +19,15 @@ and the next one still runs:
    three arms (MSE, L1/SSIM, PredGS + L1/SSIM) at one step budget chosen from step 6's timing to fit the
    time left, evaluated on 1,000 test sequences. Needs the MNIST digits in ``data/moving_mnist``
    (``--mnist-from FOLDER`` copies them there first); skipped with a note otherwise.
+8. ``finetune``: the fine-tune protocol of ``tools/compare.py`` (``--arms finetune``) from step 7's MSE arm as
+   the trained base: the backbone trained on with MSE, the no-Gaussian control (``conv_refiner``) and PredGS,
+   the backbone frozen in both, at the same step budget, on the same test sequences. Its step budget is
+   shared with step 7's when the two are asked for together.
 
 Writes into ``--out``: ``summary.md`` (every table), ``summary.json`` (every step's status, time and
 results), ``log.txt`` (every step's output), and, when step 7 ran, ``comparison.md`` and
-``comparison_predictions.png``. Bulky files (the compare runs) go to ``--work-dir``.
+``comparison_predictions.png`` (step 8: ``finetune.md`` and ``finetune_predictions.png``). Bulky files (the
+compare runs) go to ``--work-dir``.
 
 ``--dry-run`` runs every step on the CPU with every size shrunk (a few frames, one step, tiny models,
 four test sequences), to show that the command and its files are in order before GPU time is spent.
@@ -50,8 +55,9 @@ TRAIN_STEP_CONFIGS = [f"configs/{bench}/{backbone}_predgs.yaml" for bench in ("m
                       for backbone in ("simvp", "tau", "convlstm")]
 COMPARE_CONFIG = "configs/moving_mnist/simvp_predgs.yaml"
 COMPARE_ARMS = ["mse", "l1_ssim", "predgs_l1_ssim"]
-STEPS = ("env", "build", "doctor", "tests", "bench_render", "bench_train_step", "compare")
-# Time boxes in seconds on a GPU; compare gets what is left of --budget.
+FINETUNE_ARMS = ["mse", "refiner", "predgs"]  # of the built-in arm set ``finetune``: the arms that decide it
+STEPS = ("env", "build", "doctor", "tests", "bench_render", "bench_train_step", "compare", "finetune")
+# Time boxes in seconds on a GPU; compare and finetune get what is left of --budget.
 TIME_BOXES = {"env": 30, "build": 150, "doctor": 45, "tests": 90, "bench_render": 90, "bench_train_step": 120}
 DRY_TIME_BOXES = {"env": 60, "build": 300, "doctor": 120, "tests": 120, "bench_render": 120, "bench_train_step": 300}
 MIN_COMPARE_S = 60
@@ -139,15 +145,15 @@ def read_json(path: Path) -> dict:
         return {}
 
 
-def compare_steps(train_step: dict, seconds_left: float, dry_run: bool) -> int:
-    """Training steps per arm that fit ``seconds_left`` for three arms, from the measured step time of the
+def compare_steps(train_step: dict, seconds_left: float, dry_run: bool, arms: int = len(COMPARE_ARMS)) -> int:
+    """Training steps per arm that fit ``seconds_left`` for ``arms`` arms, from the measured step time of the
     wrapped SimVP at the Moving MNIST size (fp32), with a third of the time kept for start-up and evaluation."""
     if dry_run:
         return 2
     ms = [r["ms_per_step"] for r in train_step.get("rows", [])
           if r["config"] == COMPARE_CONFIG and r["precision"] == "fp32" and "+" in r["model"]]
     per_step = (ms[0] / 1e3) if ms else 0.1
-    return max(50, int(seconds_left * 2 / 3 / len(COMPARE_ARMS) / per_step) // 50 * 50)
+    return max(50, int(seconds_left * 2 / 3 / arms / per_step) // 50 * 50)
 
 
 def commands(args, work: Path) -> dict[str, list[list[str]]]:
@@ -190,16 +196,42 @@ def train_step_rows(work: Path) -> dict:
     return {"rows": rows}
 
 
-def compare_command(args, work: Path, steps: int) -> list[str]:
-    sets = [f"train.max_steps={steps}", f"data.root={args.mnist_root}", "data.num_test=1000", "data.num_val=200",
-            "train.log_every=50"]
+def _comparison_sets(args, steps: int) -> list[str]:
     if args.dry_run:
-        sets = [f"train.max_steps={steps}", f"data.root={args.mnist_root}", "data.num_train=4", "data.num_val=2",
-                "data.num_test=4", "train.log_every=1", "eval.metrics=[mse,mae,psnr,ssim,sharpness]",
+        return [f"train.max_steps={steps}", f"data.root={args.mnist_root}", "data.num_train=4", "data.num_val=2",
+                "data.num_test=4", "train.log_every=1", "eval.metrics=[mse,mae,psnr,ssim,sharpness,contrast]",
                 *TINY["common"], *TINY["simvp"]]
+    return [f"train.max_steps={steps}", f"data.root={args.mnist_root}", "data.num_test=1000", "data.num_val=200",
+            "train.log_every=50", "eval.metrics=[mse,mae,psnr,ssim,lpips,sharpness,contrast]"]
+
+
+def compare_command(args, work: Path, steps: int) -> list[str]:
     return python() + ["tools/compare.py", "--config", COMPARE_CONFIG, "--arms", "paper", "--only", *COMPARE_ARMS,
                        "--work-dir", str(work / "compare"), "--select", "last", "--device",
-                       "cpu" if args.dry_run else "cuda", "--no-progress", "--set", *sets]
+                       "cpu" if args.dry_run else "cuda", "--no-progress", "--set", *_comparison_sets(args, steps)]
+
+
+def finetune_command(args, work: Path, steps: int) -> list[str]:
+    """The fine-tune protocol from the compare step's MSE arm (its last checkpoint, the rule of both steps)."""
+    return python() + ["tools/compare.py", "--config", COMPARE_CONFIG, "--arms", "finetune", "--only", *FINETUNE_ARMS,
+                       "--base-from", str(work / "compare" / "mse" / "checkpoints" / "last.pt"),
+                       "--work-dir", str(work / "finetune"), "--select", "last", "--device",
+                       "cpu" if args.dry_run else "cuda", "--no-progress", "--set", *_comparison_sets(args, steps)]
+
+
+def run_comparison(result: StepResult, command: list[str], folder: Path, out: Path, prefix: str, steps: int,
+                   time_box: float, log, env: dict) -> None:
+    """Run one comparison step; its table and prediction grid are copied into ``out`` as ``<prefix>.md`` and
+    ``<prefix>_predictions.png``."""
+    run_step(result, [command], time_box, log, env)
+    result.results = {"steps_per_arm": steps, **read_json(folder / "comparison.json")}
+    table = folder / "comparison.md"
+    if table.is_file():
+        result.results["table"] = table.read_text().strip()
+        shutil.copy2(table, out / f"{prefix}.md")
+    grid = folder / "comparison_predictions.png"
+    if grid.is_file():
+        shutil.copy2(grid, out / f"{prefix}_predictions.png")
 
 
 def copy_digits(root: Path, source: Path | None) -> str | None:
@@ -292,26 +324,28 @@ def main(argv=None) -> int:
                 results[name].results = train_step_rows(work)
                 rows = [StepTiming(**row) for row in results[name].results["rows"]]
                 results[name].results["table"] = "\n".join(format_rows(rows)) if rows else ""
-        if "compare" in results:
-            result = results["compare"]
+        steps = None
+        arms = len(COMPARE_ARMS) * ("compare" in results) + len(FINETUNE_ARMS) * ("finetune" in results)
+        for name, command, prefix in (("compare", compare_command, "comparison"), ("finetune", finetune_command,
+                                                                                     "finetune")):
+            if name not in results:
+                continue
+            result = results[name]
             left = args.budget - (time.perf_counter() - t0)
             missing = copy_digits(args.mnist_root, args.mnist_from)
+            base = work / "compare" / "mse" / "checkpoints" / "last.pt"
             if missing:
                 result.status = f"skipped: {missing}"
+            elif name == "finetune" and not base.is_file():
+                result.status = "skipped: its base is the compare step's mse arm, which did not finish"
             elif left < MIN_COMPARE_S and not args.dry_run:
                 result.status = f"skipped: {left:.0f} s left of the budget, under {MIN_COMPARE_S} s"
             else:
-                steps = args.compare_steps or compare_steps(train_step_rows(work), left, args.dry_run)
+                # one budget per arm for both steps: the first step to run fixes it for the arms of both
+                steps = steps or args.compare_steps or compare_steps(train_step_rows(work), left, args.dry_run, arms)
                 time_box = max(left, MIN_COMPARE_S) if not args.dry_run else 900
-                run_step(result, [compare_command(args, work, steps)], time_box, log, env_vars)
-                result.results = {"steps_per_arm": steps, **read_json(work / "compare" / "comparison.json")}
-                table = work / "compare" / "comparison.md"
-                if table.is_file():
-                    result.results["table"] = table.read_text().strip()
-                    shutil.copy2(table, out / "comparison.md")
-                grid = work / "compare" / "comparison_predictions.png"
-                if grid.is_file():
-                    shutil.copy2(grid, out / "comparison_predictions.png")
+                run_comparison(result, command(args, work, steps), work / name, out, prefix, steps, time_box, log,
+                               env_vars)
 
     total = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps({"started": started, "seconds": total, "dry_run": args.dry_run,

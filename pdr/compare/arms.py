@@ -14,7 +14,7 @@ from ..config import Config, load_config, parse_override
 from ..errors import ConfigError
 from ..model import data_shape
 
-BUILTIN_ARM_SETS = ("paper",)
+BUILTIN_ARM_SETS = ("paper", "finetune")
 # Keys (and their sub-keys) that every arm takes from the base config: an arm may not set them.
 SHARED_KEYS = ("data", "train.seed", "train.epochs", "train.max_steps", "train.accumulate_steps", "train.monitor",
                "train.deterministic", "train.max_val_batches", "train.val_every", "train.val_every_steps", "eval")
@@ -108,16 +108,6 @@ def arms_from_file(path: str | Path) -> list[Arm]:
             raise ConfigError(f"{path}: arm {name!r}: expected a list of KEY=VALUE strings, got {spec!r}")
         arms.append(Arm(str(name), tuple(spec), description))
     return arms
-
-
-def resolve_arms(spec: str, config: str | Path, overrides: Sequence[str] = (),
-                 adapter_overrides: Sequence[str] = ()) -> list[Arm]:
-    """The arms ``--arms`` names: a built-in set (``paper``) for this base config, or a YAML file of arms."""
-    if spec == "paper":
-        return paper_arms(load_config(config, overrides), adapter_overrides)
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        return arms_from_file(spec)
-    raise ConfigError(f"--arms {spec!r}: not a built-in arm set ({', '.join(BUILTIN_ARM_SETS)}) nor a YAML file")
 
 
 def _check_arms(arms: Sequence[Arm]) -> None:

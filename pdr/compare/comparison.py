@@ -161,11 +161,13 @@ def _write_outputs(result: ComparisonResult, work_dir: Path, arms: Sequence[Arm]
 
 def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overrides: Sequence[str] = (),
             select: str = "best", monitor: str | None = None, device: str = "auto", num_vis: int | None = None,
-            show_progress: bool = True, overwrite: bool = False) -> ComparisonResult:
+            show_progress: bool = True, overwrite: bool = False, start=None) -> ComparisonResult:
     """Train (or resume, or reuse) every arm in ``work_dir/<arm>``, evaluate all on the same test sequences
     and write the table and figures (see the module docstring). ``select``: "best" (checkpoint with the best
     ``monitor``, default the base config's ``train.monitor``, the same for every arm) or "last". ``overwrite``:
-    train every arm again from the start instead of keeping finished runs."""
+    train every arm again from the start instead of keeping finished runs. ``start``: the model every arm started
+    from (``pdr.compare.base.Base``, the fine-tune protocol of ``pdr.compare.finetune``): its row comes first, its
+    notes and validation curve are added."""
     from ..metrics import load_lpips
     from ..results.evaluation import evaluate_run
     from ..runtime import resolve_device
@@ -185,6 +187,8 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     results = [evaluate_run(work_dir / arm.name, checkpoint=select, metrics=metrics, device=dev, num_vis=num_vis,
                             lpips_model=lpips_model, show_progress=show_progress) for arm in arms]
     results += evaluate_trivial(base, metrics, device=dev, lpips_model=lpips_model, num_vis=num_vis)
+    if start is not None:
+        results.insert(0, start.row(metrics, dev, num_vis, lpips_model))
 
     rule = (f"every arm's checkpoint is the best by {monitor} on the validation split (checkpoints/best.pt)"
             if select == "best" else "every arm's checkpoint is its last step (checkpoints/last.pt)")
@@ -193,10 +197,13 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     notes = sorted({n for r in results for n in r.notes.values()})
     notes += [f"{rule}; the same data, seed {t['seed']} and budget ({budget}, batch {base['data']['batch_size']}) "
               "for every arm; all rows on the same test sequences"]
+    notes += start.notes() if start is not None else []
     notes += [f"{a.name}: {a.description + ': ' if a.description else ''}{' '.join(a.overrides) or 'the base config'}"
               for a in arms]
     result = ComparisonResult(results=results, notes=notes, trained=trained, reused=reused)
     for r in results:  # the notes are gathered above, once
         r.notes = {}
     result.files = _write_outputs(result, work_dir, arms)
+    if start is not None:
+        result.files += start.figures(work_dir)
     return result

@@ -18,7 +18,8 @@ TRIVIAL_ROWS = {
 def background_value(dataset) -> np.ndarray:
     """The value of an empty frame in the dataset's units, per channel: ``dataset.background`` (raw units,
     a float or one per channel; 0 when the dataset does not say) normalised like the data."""
-    raw = np.asarray(getattr(dataset, "background", 0.0) or 0.0, dtype=np.float64).reshape(-1)
+    raw = getattr(dataset, "background", None)
+    raw = np.asarray(0.0 if raw is None else raw, dtype=np.float64).reshape(-1)
     mean = np.asarray(0.0 if dataset.mean is None else dataset.mean, dtype=np.float64).reshape(-1)
     std = np.asarray(1.0 if dataset.std is None else dataset.std, dtype=np.float64).reshape(-1)
     return (raw - mean) / std

@@ -35,6 +35,36 @@ def _check_counts(**counts) -> None:
             raise DataError(f"data.{key} must be an int >= 0, got {value!r}")
 
 
+class GeneratedVideos(VideoDataset):
+    """A split of generated sequences, each made by ``sequence(index)`` from (seed, split, index): the split sizes
+    and ``seq_len`` checked with their keys, the length, indexing and the (inputs, targets) pairs.
+
+    ``counts``: further integer settings (>= 0) to check with their keys, e.g. ``image_size``."""
+
+    def __init__(self, split: str, in_frames: int, out_frames: int, name: str, num_train: int, num_val: int,
+                 num_test: int, seq_len: int, **counts):
+        super().__init__(split, in_frames, out_frames)
+        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, **counts)
+        self.check_frame_count(seq_len, name, "data.seq_len")
+        self.length = _split_size(split, num_train, num_val, num_test)
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return self.length
+
+    def check_index(self, index: int) -> None:
+        """An IndexError for an index outside the split."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} {self.split} sequences")
+
+    def sequence(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
+        """The whole generated sequence (seq_len, C, H, W), float32."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        return self.split_pair(self.sequence(index), self.in_frames, self.out_frames)
+
+
 def _bounce(start: np.ndarray, velocity: np.ndarray, low: float, high: np.ndarray, steps: int) -> np.ndarray:
     """Positions (steps, 2) of a point moving in a box [low, high] and reflecting off its walls."""
     pos = np.empty((steps, 2))
@@ -82,7 +112,7 @@ def _texture(params: dict, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register("bouncing_sprites")
-class BouncingSprites(VideoDataset):
+class BouncingSprites(GeneratedVideos):
     """Textured sprites bouncing in a 64x64 RGB frame; values in [0, 1].
 
     Args:
@@ -114,11 +144,9 @@ class BouncingSprites(VideoDataset):
         speed: list = (1.0, 3.0),
         seed: int = 0,
     ):
-        super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, image_size=image_size)
-        self.check_frame_count(seq_len, "bouncing_sprites", "data.seq_len")
-        self.length = _split_size(split, num_train, num_val, num_test)
-        self.seq_len, self.size, self.seed = seq_len, image_size, seed
+        super().__init__(split, in_frames, out_frames, "bouncing_sprites", num_train, num_val, num_test, seq_len,
+                         image_size=image_size)
+        self.size, self.seed = image_size, seed
         self.num_sprites = tuple(int(v) for v in num_sprites)
         self.sprite_size = tuple(float(v) for v in sprite_size)
         self.speed = tuple(float(v) for v in speed)
@@ -129,13 +157,9 @@ class BouncingSprites(VideoDataset):
     def frame_shape(cls, image_size: int = 64, **_) -> tuple[int, int, int]:
         return (3, image_size, image_size)
 
-    def __len__(self) -> int:
-        return self.length
-
     def sequence(self, index: int) -> np.ndarray:
         """The whole generated sequence (seq_len, 3, size, size), float32 in [0, 1]."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} {self.split} sequences")
+        self.check_index(index)
         rng = _rng(self.seed, self.split, index, salt=17)
         xs, ys = self._grid
         background = rng.uniform(0.02, 0.15, size=3)
@@ -161,8 +185,6 @@ class BouncingSprites(VideoDataset):
                 frames[t] = frames[t] * (1 - cover[..., None]) + (shade[..., None] * colour) * cover[..., None]
         return np.clip(frames, 0.0, 1.0).transpose(0, 3, 1, 2).astype(np.float32)
 
-    def __getitem__(self, index: int):
-        return self.split_pair(self.sequence(index), self.in_frames, self.out_frames)
 
 
 def _smooth_field(rng: np.random.Generator, size: int, blobs: int) -> np.ndarray:
@@ -179,7 +201,7 @@ def _smooth_field(rng: np.random.Generator, size: int, blobs: int) -> np.ndarray
 
 
 @DATASETS.register("advected_fields")
-class AdvectedFields(VideoDataset):
+class AdvectedFields(GeneratedVideos):
     """Two smooth, correlated fields (inflow/outflow-like) carried by a divergence-free flow on a torus.
 
     Args:
@@ -203,20 +225,13 @@ class AdvectedFields(VideoDataset):
         max_speed: float = 1.5,
         seed: int = 0,
     ):
-        super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, image_size=image_size,
-                      blobs=blobs)
-        self.check_frame_count(seq_len, "advected_fields", "data.seq_len")
-        self.length = _split_size(split, num_train, num_val, num_test)
-        self.seq_len, self.size, self.blobs, self.seed = seq_len, image_size, blobs, seed
-        self.max_speed = float(max_speed)
+        super().__init__(split, in_frames, out_frames, "advected_fields", num_train, num_val, num_test, seq_len,
+                         image_size=image_size, blobs=blobs)
+        self.size, self.blobs, self.max_speed, self.seed = image_size, blobs, float(max_speed), seed
 
     @classmethod
     def frame_shape(cls, image_size: int = 32, **_) -> tuple[int, int, int]:
         return (2, image_size, image_size)
-
-    def __len__(self) -> int:
-        return self.length
 
     def _velocity(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """u, v (size, size) from a random periodic stream function: u = dpsi/dy, v = -dpsi/dx."""
@@ -239,8 +254,7 @@ class AdvectedFields(VideoDataset):
 
     def sequence(self, index: int) -> np.ndarray:
         """The whole generated sequence (seq_len, 2, size, size), float32 in [0, 1]."""
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} {self.split} sequences")
+        self.check_index(index)
         rng = _rng(self.seed, self.split, index, salt=29)
         inflow = _smooth_field(rng, self.size, self.blobs)
         outflow = 0.6 * inflow + _smooth_field(rng, self.size, self.blobs // 2)
@@ -255,5 +269,3 @@ class AdvectedFields(VideoDataset):
             fields = np.stack([map_coordinates(f, back, order=1, mode="grid-wrap") for f in fields])
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
-    def __getitem__(self, index: int):
-        return self.split_pair(self.sequence(index), self.in_frames, self.out_frames)

@@ -56,6 +56,26 @@ def schedule_factor(cfg: Config, total_steps: int):
     return factor
 
 
+def describe_schedule(cfg: Config) -> str:
+    """The schedule in words, for the log."""
+    s, lr = cfg["schedule"], cfg["optim"]["lr"]
+    if s["name"] == "onecycle":
+        return f"onecycle: from lr {lr / 25:g} up to {lr:g} over {s['pct_start']:.0%} of the steps, then down"
+    warmup = f"a warm-up of {s['warmup_steps']} steps to lr {lr:g}, then " if s["warmup_steps"] else f"lr {lr:g}, "
+    return warmup + ("constant" if s["name"] == "constant" else f"cosine decay to {s['min_lr_ratio']:g} of it")
+
+
+def restart_warning(cfg: Config) -> str | None:
+    """For a run that starts from trained weights (``model.init_from``) and warms up to its learning rate: a fresh
+    optimiser at the rate of training from scratch can wreck the trained model (docs/ablations.md, section 17)."""
+    s = cfg["schedule"]
+    if not cfg["model"]["init_from"] or (s["name"] != "onecycle" and not s["warmup_steps"]):
+        return None
+    return (f"model.init_from: the run starts from trained weights with a warm-up ({describe_schedule(cfg)}); at the "
+            "rate of training from scratch a fresh optimiser can wreck them (docs/ablations.md, section 17); "
+            "configs/_base_/finetune.yaml is the fine-tuning schedule: no warm-up, a tenth of the rate, cosine decay")
+
+
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: int):
     """Stepped once per optimizer step. ``onecycle`` is torch's OneCycleLR as OpenSTL configures it: from
     lr/25 up to ``optim.lr`` over ``pct_start`` of the steps, then down to lr/25e4 (cosine), with the

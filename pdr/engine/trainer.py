@@ -35,9 +35,11 @@ from ..model.pretrained import load_backbone_weights
 from ..runtime import resolve_device, seed_everything
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
+from .collapse import warn_on_collapse
 from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
-from .optim import MixedPrecision, build_ema, build_optimizer, build_scheduler, stretch_schedule
+from .optim import (MixedPrecision, build_ema, build_optimizer, build_scheduler, describe_schedule, restart_warning,
+                    stretch_schedule)
 from .run_folder import RunFolder
 from .signals import StopSignals
 from .stopping import build_early_stopping, improves
@@ -97,6 +99,9 @@ class Trainer:
         if m["init_from"] and init_weights:
             load_backbone_weights(self.model, m["init_from"], strict=m["init_strict"],
                                   target=f"backbone {m['backbone']['name']!r} of {cfg.filename}")
+            self._info("starting from trained weights: schedule %s", describe_schedule(cfg))
+            if restart_warning(cfg) and self.is_main:
+                log.warning(restart_warning(cfg))
         if m["freeze_backbone"]:
             self.model.freeze_backbone()
 
@@ -361,6 +366,8 @@ class Trainer:
         self.run_folder.record_validation(row, self._last_example, self.global_step)
         self._info("validation at step %d (epoch %d): %s", self.global_step, epoch,
                    " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
+        if self.is_main:
+            warn_on_collapse(self.history, self.work_dir.name)
         if improved:
             self.best = value
             self.save("best")

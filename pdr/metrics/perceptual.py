@@ -1,5 +1,5 @@
-"""Perceptual metrics: LPIPS (the ``lpips`` package's AlexNet) and sharpness (blur) per frame, and the LPIPS helpers
-the video metrics share."""
+"""Perceptual metrics: LPIPS (the ``lpips`` package's AlexNet), sharpness (blur) and contrast per frame, and the
+LPIPS helpers the video metrics share."""
 from __future__ import annotations
 
 import numpy as np
@@ -47,12 +47,23 @@ def gradient_magnitude(frames: np.ndarray) -> np.ndarray:
     return 0.5 * (gx + gy)
 
 
-def _sharpness_reduce(means: dict) -> tuple[np.ndarray, float]:
-    curve = means["grad_pred"] / np.maximum(means["grad_true"], 1e-12)
-    return curve, float(means["grad_pred"].mean() / max(means["grad_true"].mean(), 1e-12))
+def _ratio_of_means(numerator: str, denominator: str):
+    """``reduce`` of a ratio metric: the per-frame curve and the value, both ratios of means over sequences."""
+    def reduce(means: dict) -> tuple[np.ndarray, float]:
+        curve = means[numerator] / np.maximum(means[denominator], 1e-12)
+        return curve, float(means[numerator].mean() / max(means[denominator].mean(), 1e-12))
+
+    return reduce
 
 
-@register("sharpness", "perceptual", higher_is_better=None, reduce=_sharpness_reduce,
+@register("contrast", "perceptual", higher_is_better=None, reduce=_ratio_of_means("std_pred", "std_true"),
+          definition="mean pixel standard deviation of the prediction's frames over that of the truth's (1: as much "
+                     "contrast as the truth; near 0: flat frames, a collapse toward the background)")
+def contrast(batch: FrameBatch) -> dict:
+    return {"std_pred": batch.pred.std(axis=(-3, -2, -1)), "std_true": batch.true.std(axis=(-3, -2, -1))}
+
+
+@register("sharpness", "perceptual", higher_is_better=None, reduce=_ratio_of_means("grad_pred", "grad_true"),
           definition="mean gradient magnitude of the prediction over that of the truth (1: as sharp as the truth)")
 def sharpness(batch: FrameBatch) -> dict:
     return {"grad_pred": gradient_magnitude(batch.pred), "grad_true": gradient_magnitude(batch.true)}

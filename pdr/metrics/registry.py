@@ -43,13 +43,15 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
-# What validation computes during training (cheap, no network): ``val/<name>`` in metrics.csv.
-VALIDATION_METRICS = ("mse", "mae", "psnr", "ssim")
+# What validation computes during training (cheap, no network): ``val/<name>`` in metrics.csv. ``contrast`` is
+# there for the collapse warning (``pdr.engine.collapse``); it has no order, so it cannot be a monitor.
+VALIDATION_METRICS = ("mse", "mae", "psnr", "ssim", "contrast")
 
 
 def monitor_names() -> tuple[str, ...]:
     """The values ``train.monitor`` may name: validation loss and metrics, or the training loss."""
-    return ("val/loss", *(f"val/{m}" for m in VALIDATION_METRICS), "train/loss")
+    ordered = [m for m in VALIDATION_METRICS if METRICS[m].higher_is_better is not None]
+    return ("val/loss", *(f"val/{m}" for m in ordered), "train/loss")
 
 
 def register(name: str, family: str, higher_is_better: bool | None, definition: str, kind: str = "frame", **options):
