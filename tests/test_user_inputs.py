@@ -318,11 +318,12 @@ def test_an_interrupted_compare_says_rerun_not_resume(tmp_path, monkeypatch):
 def test_compare_offline_and_overwrite(tmp_path, monkeypatch):
     monkeypatch.delenv("PDR_OFFLINE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached AlexNet: LPIPS would need a download
-    args = ["--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY, "train.max_steps=1",
-            "eval.metrics=[mse,lpips]", "--arm", "a", "--no-progress", "--offline"]
+    args = ["--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY, "train.max_steps=null",
+            "train.epochs=1", "eval.metrics=[mse,lpips]", "--arm", "a", "--no-progress", "--offline"]
     rc, out, err = cli(compare_main, *args)
     assert rc == 0, err
     assert os.environ.get("PDR_OFFLINE") == "1" and "LPIPS n/a" in out
+    assert "the same data, seed 0 and budget (1 epoch, batch 4) for every arm" in out  # 17: not "1 epochs"
     assert not (tmp_path / "torch").exists()  # nothing downloaded
     first = (tmp_path / "cmp" / "a" / "checkpoints" / "last.pt").stat().st_mtime_ns
     rc, out, err = cli(compare_main, *args)

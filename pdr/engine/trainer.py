@@ -33,6 +33,7 @@ from ..metrics import higher_is_better
 from ..model import build_model
 from ..model.pretrained import load_backbone_weights
 from ..runtime import resolve_device, seed_everything
+from ..wording import count
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
 from .collapse import warn_on_collapse
@@ -45,11 +46,6 @@ from .signals import StopSignals
 from .stopping import build_early_stopping, improves
 
 log = logging.getLogger("pdr")
-
-
-def _count(n: int, word: str) -> str:
-    """``1 epoch``, ``3 epochs``, ``2 processes``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 class Trainer:
@@ -140,13 +136,13 @@ class Trainer:
             self._info("backbone frozen: %s trainable parameters (the adapter's), %s frozen",
                        f"{counts['trainable']:,}", f"{counts['backbone']:,}")
         every = self.cfg["train"]["val_every_steps"]
-        validation = (f"every {_count(every, 'step')}" if every else
-                      f"every {_count(self.cfg['train']['val_every'], 'epoch')}")
+        validation = (f"every {count(every, 'step')}" if every else
+                      f"every {count(self.cfg['train']['val_every'], 'epoch')}")
         self._info(
             "run %s: %s on %s (%s), %d train / %d val sequences, %s (%s of %s), validation %s, "
             "precision %s, parameters: backbone %s, adapter %s",
-            self.work_dir, self.cfg.filename, self.device, _count(self.dist.world_size, "process"),
-            len(self.train_set), len(self.val_set), _count(self.total_steps, "step"), _count(self.epochs, "epoch"),
+            self.work_dir, self.cfg.filename, self.device, count(self.dist.world_size, "process"),
+            len(self.train_set), len(self.val_set), count(self.total_steps, "step"), count(self.epochs, "epoch"),
             self.steps_per_epoch, validation, self.amp.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
 
@@ -193,8 +189,8 @@ class Trainer:
                   if self.global_step >= before else
                   f"step {self.global_step + 1} runs at a learning rate of {new:.3g} instead of {old:.3g}")
         self._warn("the budget changed from %s to %s: the %s schedule is laid out again over %s; %s",
-                   _count(before, "step"), _count(self.total_steps, "step"), self.cfg["schedule"]["name"],
-                   _count(self.total_steps, "step"), change)
+                   count(before, "step"), count(self.total_steps, "step"), self.cfg["schedule"]["name"],
+                   count(self.total_steps, "step"), change)
 
     # ------------------------------------------------------------------ loop
 
