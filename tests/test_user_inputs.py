@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 SIMVP = str(REPO / "configs" / "advected_fields" / "simvp.yaml")
 PREDGS = str(REPO / "configs" / "advected_fields" / "simvp_predgs.yaml")
 TAU = str(REPO / "configs" / "advected_fields" / "tau.yaml")
+SPRITES = str(REPO / "configs" / "bouncing_sprites" / "simvp.yaml")
+KTH = str(REPO / "configs" / "kth" / "simvp.yaml")
 
 
 def cli(main, *argv):
@@ -236,6 +238,31 @@ def test_a_value_given_with_set_is_blamed_on_set(tmp_path):
                                 "set pad: auto to pad them and crop the predictions back "
                                 "(the data's frames come from --set data.image_size=30)")
     assert not (tmp_path / "w").exists()  # 11: a failed start writes nothing
+
+
+@pytest.mark.parametrize("config,value,expected", [
+    (KTH, "data.num_test=-1", "--set: data.num_test: expected an int >= 0 (use at most this many sequences of the "
+                              "split) or null (all of them), got -1"),
+    (SIMVP, "data.num_test=-1", "--set: data.num_test: must be an int >= 0, got -1"),
+    (SPRITES, "data.image_size=-3", "--set: data.image_size: must be an int >= 1, got -3"),
+    (SIMVP, "data.image_size=0", "--set: data.image_size: must be an int >= 1, got 0"),
+    (SPRITES, "data.image_size=8", "--set: data.image_size: 8 is too small for sprites of up to 22 pixels "
+                                   "(data.sprite_size: [12.0, 22.0]): the smallest frame that holds them is 23; raise "
+                                   "data.image_size to at least 23 or lower data.sprite_size"),
+])
+def test_a_data_value_given_with_set_is_blamed_on_set_before_the_run_starts(tmp_path, config, value, expected):
+    rc, out, err = train(tmp_path / "w", value, config=config)
+    assert rc == 2 and error_line(err) == f"error: {expected}"
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_a_frame_too_small_for_the_sprites_in_a_file_is_blamed_on_the_file(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({"_base_": SPRITES, "data": {"image_size": 22}}))
+    rc, out, err = train(tmp_path / "w", config=config)
+    assert rc == 2 and error_line(err).startswith(f"error: {config}: data.image_size: 22 is too small for sprites")
+    rc, out, err = train(tmp_path / "w", "data.sprite_size=[4,8]", "train.max_steps=1", config=config)
+    assert rc == 0, err  # smaller sprites fit the frame
 
 
 @pytest.mark.parametrize("name,content,looks", [

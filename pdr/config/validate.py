@@ -273,9 +273,9 @@ def validate_config(cfg: Config) -> Config:
     for key in _DATA_OWN_KEYS:
         if key in extra:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
+    dataset_keys = check_split_counts(resolved, extra)  # its errors name where the key was set already
     try:
-        data.update(DATASETS.check_kwargs(data["name"], check_split_counts(resolved, extra), "data",
-                                          provided=_DATA_OWN_KEYS))
+        data.update(DATASETS.check_kwargs(data["name"], dataset_keys, "data", provided=_DATA_OWN_KEYS))
     except ConfigError as exc:
         raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
     train = resolved["train"]
