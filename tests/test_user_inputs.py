@@ -375,6 +375,22 @@ def test_step_validation_and_per_step_losses_in_metrics_csv(base_run):
     assert (work / "curves.png").stat().st_size > 1000
 
 
+def test_a_run_shorter_than_log_every_still_logs_its_training_loss(tmp_path):
+    rc, out, err = train(tmp_path / "w", "train.max_steps=3")  # log_every: 50 (the default); epochs of 2 steps
+    assert rc == 0, err
+    with open(tmp_path / "w" / "metrics.csv") as fh:
+        trained = [(int(r["epoch"]), int(r["step"])) for r in csv.DictReader(fh) if r["train/loss"]]
+    assert trained == [(1, 2), (2, 3)]  # the last step of epoch 1 and of the run: a curve, not nothing
+
+
+def test_validation_every_epochs_and_every_steps_at_once_is_refused(tmp_path):
+    rc, out, err = train(tmp_path / "w", "train.val_every=2", "train.val_every_steps=1")
+    assert rc == 2 and error_line(err) == (
+        "error: --set: train.val_every: 2 and train.val_every_steps: 1 (--set) are both set; validation counts epochs "
+        "(val_every) or optimiser steps (val_every_steps), not both: remove one")
+    assert not (tmp_path / "w").exists()
+
+
 def test_val_every_steps_is_shared_by_the_arms_of_a_comparison(tmp_path):
     rc, out, err = cli(compare_main, "--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY,
                        "--arm", "a", "train.val_every_steps=5")

@@ -324,9 +324,11 @@ class Trainer:
             self.ema.update(self.model, step=self.global_step)
 
     def _after_step(self, terms: dict) -> None:
-        """Log the loss terms every ``train.log_every`` steps; save last.pt every ``train.save_every``."""
+        """Log the loss terms every ``train.log_every`` steps and at the last step of each epoch and of the budget
+        (a run shorter than ``log_every`` still has its training curve); save last.pt every ``train.save_every``."""
         t, lr = self.cfg["train"], self._step_lr
-        if self.global_step % t["log_every"] == 0:
+        if (self.global_step % t["log_every"] == 0 or self.batch_in_epoch >= self.steps_per_epoch
+                or self.global_step >= self.total_steps):
             self._info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1,
                        " ".join(f"{k}={v.item():.5f}" for k, v in terms.items()), lr)
             self.run_folder.record_step({**{f"train/{k}": v.item() for k, v in terms.items()}, "lr": lr},
