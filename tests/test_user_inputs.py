@@ -329,6 +329,7 @@ def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch):
     rc, out, err = train(tmp_path / "w", "train.max_steps=2")
     assert rc == 130 and "to continue the run: the same command with --resume" in err
     assert "interrupted: stopped by SIGINT; checkpoint saved to" in err
+    assert "epoch 1 interrupted after 0 of 2 steps" in err and "done" not in err  # not "done: mean train loss nan"
 
 
 def test_an_interrupted_compare_says_rerun_not_resume(tmp_path, monkeypatch):

@@ -257,6 +257,7 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
                    disable=None if self.show_progress else True, leave=False, dynamic_ncols=True)  # None: a terminal only
         start = time.perf_counter()
+        logged = self.batch_in_epoch >= self.steps_per_epoch  # resumed after its last step: it was logged "done"
         batches = iter(self.train_loader)
         every = self.cfg["train"]["val_every_steps"]
         while self.batch_in_epoch < self.steps_per_epoch and self.global_step < self.total_steps:
@@ -277,9 +278,21 @@ class Trainer:
                 self.net.train()
         bar.close()
         mean_loss = float(np.mean(losses)) if losses else float("nan")
-        self._info("epoch %d done: mean train loss %.5f in %.1fs", self.epoch + 1, mean_loss,
-                   time.perf_counter() - start)
+        if not logged:
+            self._log_epoch_end(mean_loss, time.perf_counter() - start)
         return mean_loss
+
+    def _log_epoch_end(self, mean_loss: float, seconds: float) -> None:
+        """"done" for an epoch that ran to its end (or the budget's); "interrupted" for one a stop signal cut short
+        (a resume goes on with it and says "done" at its end); "stopped early" for one early stopping ended."""
+        epoch, k, steps = self.epoch + 1, self.batch_in_epoch, self.steps_per_epoch
+        if k >= steps or self.global_step >= self.total_steps:
+            self._info("epoch %d done: mean train loss %.5f in %.1fs", epoch, mean_loss, seconds)
+        elif self.signals.received is not None:
+            self._info("epoch %d interrupted after %d of %d steps", epoch, k, steps)
+        else:
+            self._info("epoch %d stopped early after %d of %d steps: mean train loss %.5f in %.1fs", epoch, k, steps,
+                       mean_loss, seconds)
 
     def train_step(self, batches) -> tuple[dict, bool]:
         """One optimiser step over ``train.accumulate_steps`` micro-batches drawn from the iterator ``batches``.
