@@ -163,12 +163,13 @@ def test_training_into_a_read_only_folder_is_refused_before_anything_is_built(tm
 def test_eval_of_a_read_only_run_prints_the_table_then_what_it_could_not_write(base_run, tmp_path):
     work = copy_run(base_run, tmp_path, "ro")
     with read_only(work):
-        rc, out, err = cli(eval_main, work, "--metrics", "mse", "mae")
+        rc, out, err = cli(eval_main, work, "--metrics", "mse", "mae", "--gif")
     assert rc == 1
     assert out.splitlines()[0] == "| run | MSE | MAE |" and out.splitlines()[2].startswith("| ro | ")  # the table
     line = error_line(err)
     assert "the table above is complete, but 1 file(s) or folder(s) could not be written" in line
-    assert f"{work / 'eval'}:" in err.split(line)[1]  # then the folder and the reason
+    listed = err.split(line)[1].strip().splitlines()  # then the folder and the reason, once (images and GIFs)
+    assert len(listed) == 1 and listed[0].startswith(f"{work / 'eval'}:")
 
 
 # ----------------------------------------------------------------------------- 3: optimiser and schedule values
