@@ -281,6 +281,16 @@ def test_init_from_a_file_that_is_not_a_checkpoint(tmp_path, name, content, look
     assert list(work.iterdir()) == []
 
 
+def test_a_truncated_checkpoint_is_named_with_the_whole_reason(base_run, tmp_path):
+    work = copy_run(base_run, tmp_path)
+    best = work / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    rc, out, err = cli(eval_main, work, "--metrics", "mse", "--no-images")
+    line = error_line(err)
+    assert rc == 2 and line.startswith(f"error: checkpoint {best} is corrupt or truncated (torch could not read it: ")
+    assert line.endswith(": failed finding central directory)")  # torch's first sentence, whole; not its advice
+
+
 def test_init_from_another_backbone_names_what_was_asked_and_summarises(base_run, tmp_path):
     rc, out, err = train(tmp_path / "w", "train.max_steps=1", config=TAU,
                          flags=("--init-from", base_run[0]))
