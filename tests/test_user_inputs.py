@@ -325,18 +325,23 @@ def test_resume_with_a_larger_budget_says_how_the_schedule_changes(base_run, tmp
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 1, 2, 2, 3, 3]
 
 
-def _interrupt_at_the_first_step(monkeypatch):
+def _interrupt_before_step(monkeypatch, step: int = 1):
+    """SIGINT, as if it arrived just before training step ``step`` (from 1): the run stops after ``step - 1``."""
     from pdr.engine.signals import StopSignals
 
-    def should_stop(self):
-        self.received = signal.SIGINT
-        return True
+    calls = {"n": 0}
+
+    def should_stop(self):  # the loop asks once before each step
+        calls["n"] += 1
+        if calls["n"] >= step:
+            self.received = signal.SIGINT
+        return self.received is not None
 
     monkeypatch.setattr(StopSignals, "should_stop", should_stop)
 
 
 def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch):
-    _interrupt_at_the_first_step(monkeypatch)
+    _interrupt_before_step(monkeypatch)
     rc, out, err = train(tmp_path / "w", "train.max_steps=2")
     assert rc == 130 and "to continue the run: the same command with --resume" in err
     assert "interrupted: stopped by SIGINT; checkpoint saved to" in err
@@ -344,7 +349,7 @@ def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_compare_says_rerun_not_resume(tmp_path, monkeypatch):
-    _interrupt_at_the_first_step(monkeypatch)
+    _interrupt_before_step(monkeypatch)
     rc, out, err = cli(compare_main, "--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY,
                        "train.max_steps=2", "--arm", "a", "--no-progress")
     assert rc == 130 and "rerun the same command (without --overwrite) to resume" in err
@@ -442,10 +447,25 @@ def test_eval_falls_back_to_last_with_a_note(base_run, tmp_path):
     work = copy_run(base_run, tmp_path)
     (work / "checkpoints" / "best.pt").unlink()
     rc, out, err = cli(eval_main, work, "--metrics", "mse", "--no-images")
-    assert rc == 0 and "Note: run: no checkpoints/best.pt (no validation of the run finished yet): evaluated " \
-                       "checkpoints/last.pt instead" in out
+    best = torch.load(work / "checkpoints" / "last.pt", weights_only=False)["best"]
+    assert rc == 0 and f"Note: run: no checkpoints/best.pt (the run wrote it for its best val/mse, {best:.5g}; it " \
+                       "has been deleted or moved since): evaluated checkpoints/last.pt instead" in out
     rc, out, err = cli(eval_main, work, "--metrics", "mse", "--checkpoint", "best")
     assert rc == 2 and "no checkpoints/best.pt (found: last.pt)" in error_line(err)
+
+
+@pytest.mark.parametrize("stop_before,sets,reason", [
+    (1, [], "no validation of the run finished yet"),
+    (3, ["train.val_every_steps=1", "train.monitor_after=3"],
+     "its 2 validations came before train.monitor_after=3, which keeps them out of best.pt"),
+])
+def test_eval_says_why_best_is_missing(tmp_path, monkeypatch, stop_before, sets, reason):
+    _interrupt_before_step(monkeypatch, stop_before)
+    rc, out, err = train(tmp_path / "w", "train.max_steps=4", *sets)
+    assert rc == 130 and not (tmp_path / "w" / "checkpoints" / "best.pt").exists()
+    monkeypatch.undo()
+    rc, out, err = cli(eval_main, tmp_path / "w", "--metrics", "mse", "--no-images")
+    assert rc == 0 and f"Note: w: no checkpoints/best.pt ({reason}): evaluated checkpoints/last.pt instead" in out
 
 
 def test_report_names_the_checkpoint_and_links_the_training_curves(base_run, tmp_path):
