@@ -366,7 +366,9 @@ def test_compare_offline_and_overwrite(tmp_path, monkeypatch):
             "train.epochs=1", "eval.metrics=[mse,lpips]", "--arm", "a", "--no-progress", "--offline"]
     rc, out, err = cli(compare_main, *args)
     assert rc == 0, err
-    assert os.environ.get("PDR_OFFLINE") == "1" and "LPIPS n/a" in out
+    assert os.environ.get("PDR_OFFLINE") == "1" and "LPIPS n/a: it needs 1 or 3 channels, the data has 2" in out
+    row = next(line for line in out.splitlines() if line.startswith("| a |"))
+    assert row.endswith("| n/a |")  # the LPIPS cell, as for missing weights (not "nan")
     assert "the same data, seed 0 and budget (1 epoch, batch 4) for every arm" in out  # 17: not "1 epochs"
     assert not (tmp_path / "torch").exists()  # nothing downloaded
     first = (tmp_path / "cmp" / "a" / "checkpoints" / "last.pt").stat().st_mtime_ns
