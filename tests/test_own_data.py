@@ -480,7 +480,7 @@ def test_bad_own_data_is_one_line_from_the_command_line(repo, tmp_path, kind):
                    f"error: {tmp_path / 'seq.npy'} (shape (6, 12, 64, 64), layout NTHW): sequences have 12 frames, fewer "
                    "than the 20 that data.in_frames + data.out_frames = 10 + 10 frames 1 apart need"),
         "folder": ("video_folder", [f"data.root={tmp_path / 'holidays'}"],
-                   f"error: data.root: {tmp_path / 'holidays'} does not exist; point it at videos (.mp4"),
+                   f"error: --set: data.root: {tmp_path / 'holidays'} does not exist; point it at videos (.mp4"),
     }[kind]
     proc = subprocess.run([sys.executable, "tools/train.py", "--config", f"configs/custom/{config}.yaml", "--set",
                            *overrides, "--work-dir", str(tmp_path / "run")], cwd=repo, capture_output=True, text=True,

@@ -63,7 +63,7 @@ def test_the_all_background_row_is_the_mean_colour_of_training_sequences():
     ({"num_objects": [3, 2]}, r"data.num_objects must be \[min, max\]"),
     ({"zoom": [0.0, 1.0]}, "data.zoom must be positive"),
     ({"pan_speed": [1.0, 6.0]}, "lower data.image_size, data.pan_speed or data.zoom"),
-    ({"seq_len": -1}, "data.seq_len must be an int >= 0"),
+    ({"seq_len": -1}, "data.seq_len: must be an int >= 0"),
 ])
 def test_bad_settings_name_the_key(kwargs, message):
     with pytest.raises(DataError, match=message):

@@ -52,6 +52,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, repo, tiny_overri
     resumed.fit()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # the log says that epoch 2 was cut short, then that it finished: "done" once, after the resume
+    log = (tmp_path / "b" / "log.txt").read_text().splitlines()
+    epoch_lines = [line.split(" INFO ", 1)[1].split(":")[0] for line in log if " INFO epoch " in line]
+    assert epoch_lines == ["epoch 1 done", "epoch 2 interrupted after 1 of 2 steps", "epoch 2 done", "epoch 3 done"]
 
 
 def test_loss_warmup_follows_the_optimiser_step(tmp_path, repo, tiny_overrides):

@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 SIMVP = str(REPO / "configs" / "advected_fields" / "simvp.yaml")
 PREDGS = str(REPO / "configs" / "advected_fields" / "simvp_predgs.yaml")
 TAU = str(REPO / "configs" / "advected_fields" / "tau.yaml")
+SPRITES = str(REPO / "configs" / "bouncing_sprites" / "simvp.yaml")
+KTH = str(REPO / "configs" / "kth" / "simvp.yaml")
 
 
 def cli(main, *argv):
@@ -161,12 +163,13 @@ def test_training_into_a_read_only_folder_is_refused_before_anything_is_built(tm
 def test_eval_of_a_read_only_run_prints_the_table_then_what_it_could_not_write(base_run, tmp_path):
     work = copy_run(base_run, tmp_path, "ro")
     with read_only(work):
-        rc, out, err = cli(eval_main, work, "--metrics", "mse", "mae")
+        rc, out, err = cli(eval_main, work, "--metrics", "mse", "mae", "--gif")
     assert rc == 1
     assert out.splitlines()[0] == "| run | MSE | MAE |" and out.splitlines()[2].startswith("| ro | ")  # the table
     line = error_line(err)
     assert "the table above is complete, but 1 file(s) or folder(s) could not be written" in line
-    assert f"{work / 'eval'}:" in err.split(line)[1]  # then the folder and the reason
+    listed = err.split(line)[1].strip().splitlines()  # then the folder and the reason, once (images and GIFs)
+    assert len(listed) == 1 and listed[0].startswith(f"{work / 'eval'}:")
 
 
 # ----------------------------------------------------------------------------- 3: optimiser and schedule values
@@ -238,6 +241,31 @@ def test_a_value_given_with_set_is_blamed_on_set(tmp_path):
     assert not (tmp_path / "w").exists()  # 11: a failed start writes nothing
 
 
+@pytest.mark.parametrize("config,value,expected", [
+    (KTH, "data.num_test=-1", "--set: data.num_test: expected an int >= 0 (use at most this many sequences of the "
+                              "split) or null (all of them), got -1"),
+    (SIMVP, "data.num_test=-1", "--set: data.num_test: must be an int >= 0, got -1"),
+    (SPRITES, "data.image_size=-3", "--set: data.image_size: must be an int >= 1, got -3"),
+    (SIMVP, "data.image_size=0", "--set: data.image_size: must be an int >= 1, got 0"),
+    (SPRITES, "data.image_size=8", "--set: data.image_size: 8 is too small for sprites of up to 22 pixels "
+                                   "(data.sprite_size: [12.0, 22.0]): the smallest frame that holds them is 23; raise "
+                                   "data.image_size to at least 23 or lower data.sprite_size"),
+])
+def test_a_data_value_given_with_set_is_blamed_on_set_before_the_run_starts(tmp_path, config, value, expected):
+    rc, out, err = train(tmp_path / "w", value, config=config)
+    assert rc == 2 and error_line(err) == f"error: {expected}"
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_a_frame_too_small_for_the_sprites_in_a_file_is_blamed_on_the_file(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({"_base_": SPRITES, "data": {"image_size": 22}}))
+    rc, out, err = train(tmp_path / "w", config=config)
+    assert rc == 2 and error_line(err).startswith(f"error: {config}: data.image_size: 22 is too small for sprites")
+    rc, out, err = train(tmp_path / "w", "data.sprite_size=[4,8]", "train.max_steps=1", config=config)
+    assert rc == 0, err  # smaller sprites fit the frame
+
+
 @pytest.mark.parametrize("name,content,looks", [
     ("config.yaml", b"model:\n  backbone: simvp\n", "it is a text file (a YAML config, a log?)"),
     ("curves.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "it is a PNG image"),
@@ -251,6 +279,16 @@ def test_init_from_a_file_that_is_not_a_checkpoint(tmp_path, name, content, look
     assert rc == 2 and error_line(err) == f"error: {path} is not a checkpoint: {looks}, where a file of torch.save " \
                                           "(a .pt, .pth or .ckpt) was expected"
     assert list(work.iterdir()) == []
+
+
+def test_a_truncated_checkpoint_is_named_with_the_whole_reason(base_run, tmp_path):
+    work = copy_run(base_run, tmp_path)
+    best = work / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    rc, out, err = cli(eval_main, work, "--metrics", "mse", "--no-images")
+    line = error_line(err)
+    assert rc == 2 and line.startswith(f"error: checkpoint {best} is corrupt or truncated (torch could not read it: ")
+    assert line.endswith(": failed finding central directory)")  # torch's first sentence, whole; not its advice
 
 
 def test_init_from_another_backbone_names_what_was_asked_and_summarises(base_run, tmp_path):
@@ -287,25 +325,31 @@ def test_resume_with_a_larger_budget_says_how_the_schedule_changes(base_run, tmp
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 1, 2, 2, 3, 3]
 
 
-def _interrupt_at_the_first_step(monkeypatch):
+def _interrupt_before_step(monkeypatch, step: int = 1):
+    """SIGINT, as if it arrived just before training step ``step`` (from 1): the run stops after ``step - 1``."""
     from pdr.engine.signals import StopSignals
 
-    def should_stop(self):
-        self.received = signal.SIGINT
-        return True
+    calls = {"n": 0}
+
+    def should_stop(self):  # the loop asks once before each step
+        calls["n"] += 1
+        if calls["n"] >= step:
+            self.received = signal.SIGINT
+        return self.received is not None
 
     monkeypatch.setattr(StopSignals, "should_stop", should_stop)
 
 
 def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch):
-    _interrupt_at_the_first_step(monkeypatch)
+    _interrupt_before_step(monkeypatch)
     rc, out, err = train(tmp_path / "w", "train.max_steps=2")
     assert rc == 130 and "to continue the run: the same command with --resume" in err
     assert "interrupted: stopped by SIGINT; checkpoint saved to" in err
+    assert "epoch 1 interrupted after 0 of 2 steps" in err and "done" not in err  # not "done: mean train loss nan"
 
 
 def test_an_interrupted_compare_says_rerun_not_resume(tmp_path, monkeypatch):
-    _interrupt_at_the_first_step(monkeypatch)
+    _interrupt_before_step(monkeypatch)
     rc, out, err = cli(compare_main, "--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY,
                        "train.max_steps=2", "--arm", "a", "--no-progress")
     assert rc == 130 and "rerun the same command (without --overwrite) to resume" in err
@@ -318,11 +362,14 @@ def test_an_interrupted_compare_says_rerun_not_resume(tmp_path, monkeypatch):
 def test_compare_offline_and_overwrite(tmp_path, monkeypatch):
     monkeypatch.delenv("PDR_OFFLINE", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached AlexNet: LPIPS would need a download
-    args = ["--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY, "train.max_steps=1",
-            "eval.metrics=[mse,lpips]", "--arm", "a", "--no-progress", "--offline"]
+    args = ["--config", SIMVP, "--work-dir", tmp_path / "cmp", "--set", *TINY, "train.max_steps=null",
+            "train.epochs=1", "eval.metrics=[mse,lpips]", "--arm", "a", "--no-progress", "--offline"]
     rc, out, err = cli(compare_main, *args)
     assert rc == 0, err
-    assert os.environ.get("PDR_OFFLINE") == "1" and "LPIPS n/a" in out
+    assert os.environ.get("PDR_OFFLINE") == "1" and "LPIPS n/a: it needs 1 or 3 channels, the data has 2" in out
+    row = next(line for line in out.splitlines() if line.startswith("| a |"))
+    assert row.endswith("| n/a |")  # the LPIPS cell, as for missing weights (not "nan")
+    assert "the same data, seed 0 and budget (1 epoch, batch 4) for every arm" in out  # 17: not "1 epochs"
     assert not (tmp_path / "torch").exists()  # nothing downloaded
     first = (tmp_path / "cmp" / "a" / "checkpoints" / "last.pt").stat().st_mtime_ns
     rc, out, err = cli(compare_main, *args)
@@ -345,6 +392,22 @@ def test_step_validation_and_per_step_losses_in_metrics_csv(base_run):
     # one epoch long: epoch-based validation would have validated once
     assert steps == [(1, True, False), (1, False, True), (2, True, False), (2, False, True)]
     assert (work / "curves.png").stat().st_size > 1000
+
+
+def test_a_run_shorter_than_log_every_still_logs_its_training_loss(tmp_path):
+    rc, out, err = train(tmp_path / "w", "train.max_steps=3")  # log_every: 50 (the default); epochs of 2 steps
+    assert rc == 0, err
+    with open(tmp_path / "w" / "metrics.csv") as fh:
+        trained = [(int(r["epoch"]), int(r["step"])) for r in csv.DictReader(fh) if r["train/loss"]]
+    assert trained == [(1, 2), (2, 3)]  # the last step of epoch 1 and of the run: a curve, not nothing
+
+
+def test_validation_every_epochs_and_every_steps_at_once_is_refused(tmp_path):
+    rc, out, err = train(tmp_path / "w", "train.val_every=2", "train.val_every_steps=1")
+    assert rc == 2 and error_line(err) == (
+        "error: --set: train.val_every: 2 and train.val_every_steps: 1 (--set) are both set; validation counts epochs "
+        "(val_every) or optimiser steps (val_every_steps), not both: remove one")
+    assert not (tmp_path / "w").exists()
 
 
 def test_val_every_steps_is_shared_by_the_arms_of_a_comparison(tmp_path):
@@ -386,10 +449,25 @@ def test_eval_falls_back_to_last_with_a_note(base_run, tmp_path):
     work = copy_run(base_run, tmp_path)
     (work / "checkpoints" / "best.pt").unlink()
     rc, out, err = cli(eval_main, work, "--metrics", "mse", "--no-images")
-    assert rc == 0 and "Note: run: no checkpoints/best.pt (no validation of the run finished yet): evaluated " \
-                       "checkpoints/last.pt instead" in out
+    best = torch.load(work / "checkpoints" / "last.pt", weights_only=False)["best"]
+    assert rc == 0 and f"Note: run: no checkpoints/best.pt (the run wrote it for its best val/mse, {best:.5g}; it " \
+                       "has been deleted or moved since): evaluated checkpoints/last.pt instead" in out
     rc, out, err = cli(eval_main, work, "--metrics", "mse", "--checkpoint", "best")
     assert rc == 2 and "no checkpoints/best.pt (found: last.pt)" in error_line(err)
+
+
+@pytest.mark.parametrize("stop_before,sets,reason", [
+    (1, [], "no validation of the run finished yet"),
+    (3, ["train.val_every_steps=1", "train.monitor_after=3"],
+     "its 2 validations came before train.monitor_after=3, which keeps them out of best.pt"),
+])
+def test_eval_says_why_best_is_missing(tmp_path, monkeypatch, stop_before, sets, reason):
+    _interrupt_before_step(monkeypatch, stop_before)
+    rc, out, err = train(tmp_path / "w", "train.max_steps=4", *sets)
+    assert rc == 130 and not (tmp_path / "w" / "checkpoints" / "best.pt").exists()
+    monkeypatch.undo()
+    rc, out, err = cli(eval_main, tmp_path / "w", "--metrics", "mse", "--no-images")
+    assert rc == 0 and f"Note: w: no checkpoints/best.pt ({reason}): evaluated checkpoints/last.pt instead" in out
 
 
 def test_report_names_the_checkpoint_and_links_the_training_curves(base_run, tmp_path):

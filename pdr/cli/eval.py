@@ -113,11 +113,14 @@ def main(argv=None) -> int:
 
 
 def _write(unwritten: list, write) -> None:
-    """Run ``write``; an OSError (a read-only folder, a full disk) is added to ``unwritten`` as "path: reason"."""
+    """Run ``write``; an OSError (a read-only folder, a full disk) is added to ``unwritten`` as "path: reason",
+    once (the GIFs fail on the same read-only folder as the images)."""
     try:
         write()
     except OSError as exc:
-        unwritten.append(f"{exc.filename or '?'}: {exc.strerror or exc}")
+        line = f"{exc.filename or '?'}: {exc.strerror or exc}"
+        if line not in unwritten:
+            unwritten.append(line)
 
 
 def _write_table(out: str, table: str, results, images: bool) -> None:

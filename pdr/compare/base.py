@@ -23,6 +23,7 @@ from typing import Sequence
 from .arms import _flow
 from ..config import Config, load_config
 from ..errors import ConfigError
+from ..wording import describe_budget
 
 log = logging.getLogger("pdr")
 
@@ -211,8 +212,8 @@ def train_base(cfg: Config, folder: Path, device: str | None, show_progress: boo
     if status == "finished":
         log.info("base: finished run in %s, reused (trained once for every comparison with this base config)", folder)
         return "reused"
-    log.info("base: %s %s (%s steps with %s)", "resuming" if status == "interrupted" else "training", folder,
-             cfg["train"]["max_steps"] or f"{cfg['train']['epochs']} epochs of", cfg["loss"]["name"])
+    log.info("base: %s %s (%s with %s)", "resuming" if status == "interrupted" else "training", folder,
+             describe_budget(cfg["train"]), cfg["loss"]["name"])
     trainer = Trainer(cfg, folder, device=device, resume=status == "interrupted", overwrite=status == "new",
                       show_progress=show_progress)
     trainer.fit()

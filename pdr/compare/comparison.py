@@ -32,6 +32,7 @@ from typing import Sequence
 
 from ..config import Config, load_config
 from ..errors import ConfigError, PDRError
+from ..wording import describe_budget
 from .arms import Arm, _check_arms
 from .trivial import evaluate_trivial
 
@@ -193,10 +194,9 @@ def compare(config: str | Path, arms: Sequence[Arm], work_dir: str | Path, overr
     rule = (f"every arm's checkpoint is the best by {monitor} on the validation split (checkpoints/best.pt)"
             if select == "best" else "every arm's checkpoint is its last step (checkpoints/last.pt)")
     t = base["train"]
-    budget = f"{t['max_steps']} steps" if t["max_steps"] else f"{t['epochs']} epochs"
     notes = sorted({n for r in results for n in r.notes.values()})
-    notes += [f"{rule}; the same data, seed {t['seed']} and budget ({budget}, batch {base['data']['batch_size']}) "
-              "for every arm; all rows on the same test sequences"]
+    notes += [f"{rule}; the same data, seed {t['seed']} and budget ({describe_budget(t)}, batch "
+              f"{base['data']['batch_size']}) for every arm; all rows on the same test sequences"]
     notes += start.notes() if start is not None else []
     notes += [f"{a.name}: {a.description + ': ' if a.description else ''}{' '.join(a.overrides) or 'the base config'}"
               for a in arms]

@@ -76,9 +76,9 @@ SCHEMA: dict[str, Any] = {
         "seed": _f(int, 0),
         "device": _f(str, "auto", choices=("auto", "cpu", "cuda")),
         "log_every": _f(int, 10),
-        "val_every": _f(int, 1, help="validate every this many epochs (unless val_every_steps is set)"),
+        "val_every": _f(int, 1, help="validate every this many epochs; not with val_every_steps"),
         "val_every_steps": _f((int, NONE), None, help="validate every this many optimiser steps, and after the last "
-                              "one; when set, it replaces val_every"),
+                              "one, instead of val_every (which then keeps its default, 1)"),
         "max_val_batches": _f((int, NONE), None),
         "deterministic": _f(bool, False),
         "monitor": _f(str, "val/mse", help="validation value that picks the best checkpoint (its direction comes from "

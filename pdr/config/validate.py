@@ -241,6 +241,17 @@ def _check_ranges(cfg: Config) -> None:
             raise ConfigError(f"{cfg.origin(key)}: {key}: must be {expected}, got {value}")
 
 
+def _check_validation_unit(cfg: Config) -> None:
+    """Validation counts epochs (``val_every``) or steps (``val_every_steps``), not both: a ``val_every`` other
+    than its default next to ``val_every_steps`` would be ignored."""
+    t = cfg["train"]
+    if t["val_every_steps"] is not None and t["val_every"] != SCHEMA["train"]["val_every"].default:
+        raise ConfigError(f"{cfg.origin('train.val_every')}: train.val_every: {t['val_every']} and "
+                          f"train.val_every_steps: {t['val_every_steps']} ({cfg.origin('train.val_every_steps')}) are "
+                          "both set; validation counts epochs (val_every) or optimiser steps (val_every_steps), not "
+                          "both: remove one")
+
+
 def _check_optimizer(cfg: Config) -> None:
     """What torch would refuse only when training starts: betas, and a momentum that the optimiser does not use."""
     o = cfg["optim"]
@@ -273,15 +284,16 @@ def validate_config(cfg: Config) -> Config:
     for key in _DATA_OWN_KEYS:
         if key in extra:
             raise ConfigError(f"{resolved.origin('data.' + key)}: data.{key}: set by pdr itself; remove it")
+    dataset_keys = check_split_counts(resolved, extra)  # its errors name where the key was set already
     try:
-        data.update(DATASETS.check_kwargs(data["name"], check_split_counts(resolved, extra), "data",
-                                          provided=_DATA_OWN_KEYS))
+        data.update(DATASETS.check_kwargs(data["name"], dataset_keys, "data", provided=_DATA_OWN_KEYS))
     except ConfigError as exc:
         raise ConfigError(f"{resolved.origin(getattr(exc, 'key', 'data'))}: {exc}") from None
     train = resolved["train"]
     if train["epochs"] is None and train["max_steps"] is None:
         raise ConfigError(f"{resolved.origin('train')}: train: set train.epochs or train.max_steps (the budget)")
     _check_ranges(resolved)
+    _check_validation_unit(resolved)
     _check_optimizer(resolved)
     _check_metric_names(resolved)
     _check_loggers_and_early_stop(resolved)

@@ -7,6 +7,7 @@ inside the dataset it wraps.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,15 +16,26 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..config import Config, dataset_kwargs
-from ..errors import PDRError
+from ..errors import DataError, PDRError
 from .base import VideoDataset
 from .counts import build_split
 from .sampler import EpochBatchSampler
 
 
+_LEADING_DATA_KEY = re.compile(r"data(\.\w+)+")
+
+
 def build_dataset(cfg: Config, split: str) -> VideoDataset:
+    """Split ``split`` of the config's dataset. A DataError whose message opens with a data key (``data.image_size:
+    ...``) names where that key was set first (``--set``, a config file), as config errors do."""
     data = cfg["data"]
-    return build_split(data["name"], split, data["in_frames"], data["out_frames"], **dataset_kwargs(cfg))
+    try:
+        return build_split(data["name"], split, data["in_frames"], data["out_frames"], **dataset_kwargs(cfg))
+    except DataError as exc:
+        key = _LEADING_DATA_KEY.match(str(exc))
+        if key is None:
+            raise
+        raise DataError(f"{cfg.origin(key.group())}: {exc}") from exc
 
 
 def build_train_val(cfg: Config) -> tuple[VideoDataset, VideoDataset]:

@@ -93,7 +93,8 @@ class PhotoScenes(GeneratedVideos):
         in_frames, out_frames: frames observed and predicted.
         num_train, num_val, num_test: sequences per split.
         seq_len: frames per generated sequence (in_frames + out_frames must fit).
-        image_size: frame height and width.
+        image_size: frame height and width; at least the largest object diameter + 1 (29 with the default
+            object_size): a smaller frame is refused, objects are not shrunk to fit it.
         num_objects: objects per sequence, as [min, max].
         object_size: object diameter range in pixels, [min, max].
         object_speed: object speed range in pixels per frame, [min, max].
@@ -122,7 +123,7 @@ class PhotoScenes(GeneratedVideos):
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "photo_scenes", num_train, num_val, num_test, seq_len,
-                         image_size=image_size)
+                         image_size)
         ranges = {"num_objects": num_objects, "object_size": object_size, "object_speed": object_speed,
                   "pan_speed": pan_speed, "zoom": zoom}
         for key, value in ranges.items():
@@ -130,6 +131,7 @@ class PhotoScenes(GeneratedVideos):
                 raise DataError(f"data.{key} must be [min, max] with 0 <= min <= max, got {list(value)!r}")
         if float(zoom[0]) <= 0:
             raise DataError(f"data.zoom must be positive, got {list(zoom)!r}")
+        self.check_objects_fit(image_size, object_size, "object_size", "objects")
         self.size, self.seed = image_size, seed
         self.num_objects = tuple(int(v) for v in num_objects)
         self.object_size, self.object_speed, self.pan_speed, self.zoom = (

@@ -9,6 +9,8 @@ Each split draws from its own random stream, so train, val and test never share 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.ndimage import map_coordinates
 
@@ -29,25 +31,41 @@ def _split_size(split: str, num_train: int, num_val: int, num_test: int) -> int:
     return {"train": num_train, "val": num_val, "test": num_test}[split]
 
 
-def _check_counts(**counts) -> None:
-    for key, value in counts.items():
-        if not isinstance(value, int) or value < 0:
-            raise DataError(f"data.{key} must be an int >= 0, got {value!r}")
+def _check_ints(low: int, **values) -> None:
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise DataError(f"data.{key}: must be an int >= {low}, got {value!r}")
 
 
 class GeneratedVideos(VideoDataset):
-    """A split of generated sequences, each made by ``sequence(index)`` from (seed, split, index): the split sizes
-    and ``seq_len`` checked with their keys, the length, indexing and the (inputs, targets) pairs.
+    """A split of generated sequences, each made by ``sequence(index)`` from (seed, split, index): the split sizes,
+    ``seq_len`` and ``image_size`` (>= 1) checked with their keys, the length, indexing and the (inputs, targets)
+    pairs.
 
-    ``counts``: further integer settings (>= 0) to check with their keys, e.g. ``image_size``."""
+    ``counts``: further integer settings (>= 0) to check with their keys, e.g. ``blobs``."""
 
     def __init__(self, split: str, in_frames: int, out_frames: int, name: str, num_train: int, num_val: int,
-                 num_test: int, seq_len: int, **counts):
+                 num_test: int, seq_len: int, image_size: int, **counts):
         super().__init__(split, in_frames, out_frames)
-        _check_counts(num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, **counts)
+        _check_ints(0, num_train=num_train, num_val=num_val, num_test=num_test, seq_len=seq_len, **counts)
+        _check_ints(1, image_size=image_size)
         self.check_frame_count(seq_len, name, "data.seq_len")
         self.length = _split_size(split, num_train, num_val, num_test)
         self.seq_len = seq_len
+
+    @staticmethod
+    def check_objects_fit(image_size: int, diameters, key: str, what: str) -> None:
+        """Objects of up to ``max(diameters)`` pixels (the range ``data.<key>``) move inside the frame, their centres
+        at least a radius from every edge: a frame smaller than the largest diameter + 1 cannot hold one."""
+        if len(diameters) != 2 or not 0 < float(diameters[0]) <= float(diameters[1]):
+            raise DataError(f"data.{key}: must be [min, max] diameters in pixels with 0 < min <= max, got "
+                            f"{list(diameters)!r}")
+        largest = float(diameters[1])
+        smallest = math.ceil(largest + 1)
+        if image_size < smallest:
+            raise DataError(f"data.image_size: {image_size} is too small for {what} of up to {largest:g} pixels "
+                            f"(data.{key}: {list(diameters)}): the smallest frame that holds them is "
+                            f"{smallest}; raise data.image_size to at least {smallest} or lower data.{key}")
 
     def __len__(self) -> int:
         return self.length
@@ -120,7 +138,8 @@ class BouncingSprites(GeneratedVideos):
         in_frames, out_frames: frames observed and predicted.
         num_train, num_val, num_test: sequences per split.
         seq_len: frames per generated sequence (in_frames + out_frames must fit).
-        image_size: frame height and width (formerly ``size``).
+        image_size: frame height and width (formerly ``size``); at least the largest sprite diameter + 1
+            (23 with the default sprite_size): a smaller frame is refused, sprites are not shrunk to fit it.
         num_sprites: sprites per sequence, as [min, max].
         sprite_size: sprite diameter range in pixels, [min, max].
         speed: speed range in pixels per frame, [min, max].
@@ -145,7 +164,8 @@ class BouncingSprites(GeneratedVideos):
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "bouncing_sprites", num_train, num_val, num_test, seq_len,
-                         image_size=image_size)
+                         image_size)
+        self.check_objects_fit(image_size, sprite_size, "sprite_size", "sprites")
         self.size, self.seed = image_size, seed
         self.num_sprites = tuple(int(v) for v in num_sprites)
         self.sprite_size = tuple(float(v) for v in sprite_size)
@@ -206,7 +226,7 @@ class AdvectedFields(GeneratedVideos):
 
     Args:
         split, in_frames, out_frames, num_train, num_val, num_test, seq_len, seed: as for bouncing_sprites.
-        image_size: frame height and width (formerly ``size``).
+        image_size: frame height and width (formerly ``size``), >= 1.
         blobs: blobs per channel in the initial field.
         max_speed: peak flow speed in pixels per frame.
     """
@@ -226,7 +246,7 @@ class AdvectedFields(GeneratedVideos):
         seed: int = 0,
     ):
         super().__init__(split, in_frames, out_frames, "advected_fields", num_train, num_val, num_test, seq_len,
-                         image_size=image_size, blobs=blobs)
+                         image_size, blobs=blobs)
         self.size, self.blobs, self.max_speed, self.seed = image_size, blobs, float(max_speed), seed
 
     @classmethod

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -102,8 +103,16 @@ def read_torch_file(path: str | os.PathLike, map_location="cpu") -> Any:
         ) from exc
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"checkpoint {path} is corrupt or truncated (torch could not read it: {_first_sentence(exc)})"
         ) from exc
+
+
+def _first_sentence(exc: BaseException, limit: int = 300) -> str:
+    """The first sentence of an exception's message, whole (torch's go on with advice that does not apply here):
+    ``PytorchStreamReader failed reading zip archive: failed finding central directory``."""
+    lines = str(exc).strip().splitlines()
+    text = re.split(r"(?<=[.!?])\s", lines[0], maxsplit=1)[0].rstrip(".") if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:

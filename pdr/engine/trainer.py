@@ -33,6 +33,7 @@ from ..metrics import higher_is_better
 from ..model import build_model
 from ..model.pretrained import load_backbone_weights
 from ..runtime import resolve_device, seed_everything
+from ..wording import count
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
 from .collapse import warn_on_collapse
@@ -45,11 +46,6 @@ from .signals import StopSignals
 from .stopping import build_early_stopping, improves
 
 log = logging.getLogger("pdr")
-
-
-def _count(n: int, word: str) -> str:
-    """``1 epoch``, ``3 epochs``, ``2 processes``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 class Trainer:
@@ -140,13 +136,13 @@ class Trainer:
             self._info("backbone frozen: %s trainable parameters (the adapter's), %s frozen",
                        f"{counts['trainable']:,}", f"{counts['backbone']:,}")
         every = self.cfg["train"]["val_every_steps"]
-        validation = (f"every {_count(every, 'step')}" if every else
-                      f"every {_count(self.cfg['train']['val_every'], 'epoch')}")
+        validation = (f"every {count(every, 'step')}" if every else
+                      f"every {count(self.cfg['train']['val_every'], 'epoch')}")
         self._info(
             "run %s: %s on %s (%s), %d train / %d val sequences, %s (%s of %s), validation %s, "
             "precision %s, parameters: backbone %s, adapter %s",
-            self.work_dir, self.cfg.filename, self.device, _count(self.dist.world_size, "process"),
-            len(self.train_set), len(self.val_set), _count(self.total_steps, "step"), _count(self.epochs, "epoch"),
+            self.work_dir, self.cfg.filename, self.device, count(self.dist.world_size, "process"),
+            len(self.train_set), len(self.val_set), count(self.total_steps, "step"), count(self.epochs, "epoch"),
             self.steps_per_epoch, validation, self.amp.precision, f"{counts['backbone']:,}", f"{counts['adapter']:,}",
         )
 
@@ -193,8 +189,8 @@ class Trainer:
                   if self.global_step >= before else
                   f"step {self.global_step + 1} runs at a learning rate of {new:.3g} instead of {old:.3g}")
         self._warn("the budget changed from %s to %s: the %s schedule is laid out again over %s; %s",
-                   _count(before, "step"), _count(self.total_steps, "step"), self.cfg["schedule"]["name"],
-                   _count(self.total_steps, "step"), change)
+                   count(before, "step"), count(self.total_steps, "step"), self.cfg["schedule"]["name"],
+                   count(self.total_steps, "step"), change)
 
     # ------------------------------------------------------------------ loop
 
@@ -261,6 +257,7 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.epochs}",
                    disable=None if self.show_progress else True, leave=False, dynamic_ncols=True)  # None: a terminal only
         start = time.perf_counter()
+        logged = self.batch_in_epoch >= self.steps_per_epoch  # resumed after its last step: it was logged "done"
         batches = iter(self.train_loader)
         every = self.cfg["train"]["val_every_steps"]
         while self.batch_in_epoch < self.steps_per_epoch and self.global_step < self.total_steps:
@@ -281,9 +278,21 @@ class Trainer:
                 self.net.train()
         bar.close()
         mean_loss = float(np.mean(losses)) if losses else float("nan")
-        self._info("epoch %d done: mean train loss %.5f in %.1fs", self.epoch + 1, mean_loss,
-                   time.perf_counter() - start)
+        if not logged:
+            self._log_epoch_end(mean_loss, time.perf_counter() - start)
         return mean_loss
+
+    def _log_epoch_end(self, mean_loss: float, seconds: float) -> None:
+        """"done" for an epoch that ran to its end (or the budget's); "interrupted" for one a stop signal cut short
+        (a resume goes on with it and says "done" at its end); "stopped early" for one early stopping ended."""
+        epoch, k, steps = self.epoch + 1, self.batch_in_epoch, self.steps_per_epoch
+        if k >= steps or self.global_step >= self.total_steps:
+            self._info("epoch %d done: mean train loss %.5f in %.1fs", epoch, mean_loss, seconds)
+        elif self.signals.received is not None:
+            self._info("epoch %d interrupted after %d of %d steps", epoch, k, steps)
+        else:
+            self._info("epoch %d stopped early after %d of %d steps: mean train loss %.5f in %.1fs", epoch, k, steps,
+                       mean_loss, seconds)
 
     def train_step(self, batches) -> tuple[dict, bool]:
         """One optimiser step over ``train.accumulate_steps`` micro-batches drawn from the iterator ``batches``.
@@ -328,9 +337,11 @@ class Trainer:
             self.ema.update(self.model, step=self.global_step)
 
     def _after_step(self, terms: dict) -> None:
-        """Log the loss terms every ``train.log_every`` steps; save last.pt every ``train.save_every``."""
+        """Log the loss terms every ``train.log_every`` steps and at the last step of each epoch and of the budget
+        (a run shorter than ``log_every`` still has its training curve); save last.pt every ``train.save_every``."""
         t, lr = self.cfg["train"], self._step_lr
-        if self.global_step % t["log_every"] == 0:
+        if (self.global_step % t["log_every"] == 0 or self.batch_in_epoch >= self.steps_per_epoch
+                or self.global_step >= self.total_steps):
             self._info("step %d/%d epoch %d %s lr=%.3e", self.global_step, self.total_steps, self.epoch + 1,
                        " ".join(f"{k}={v.item():.5f}" for k, v in terms.items()), lr)
             self.run_folder.record_step({**{f"train/{k}": v.item() for k, v in terms.items()}, "lr": lr},

@@ -33,7 +33,7 @@ def lpips_pairs(a: np.ndarray, b: np.ndarray, lpips_model, device="cpu", scale: 
           definition="per frame LPIPS (AlexNet, lpips package) of clip(pred) and true mapped to [-1, 1]")
 def lpips(batch: FrameBatch) -> dict | None:
     if not batch.channels_ok("lpips", "LPIPS"):  # the reason that holds whether or not the weights are there
-        return {"lpips": np.full(batch.pred.shape[:2], np.nan)}
+        return None  # n/a, as without the weights
     net = batch.network("lpips")
     if net is None:
         return None

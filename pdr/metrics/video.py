@@ -48,7 +48,7 @@ def temporal_lpips_of_differences(pred, true, lpips_model, device="cpu") -> np.n
 
 def _with_lpips(batch: FrameBatch, name: str, fn) -> dict | None:
     if not batch.channels_ok(name, name):  # first: a network would not help
-        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
+        return None  # n/a, as without the network
     net = batch.network("lpips")
     if net is None:
         return None
@@ -201,7 +201,7 @@ def vbench_consistency(frames, feature_model, device="cpu") -> np.ndarray:
 
 def _consistency(batch: FrameBatch, name: str, network: str, fn, background: bool) -> dict | None:
     if not batch.channels_ok(name, name):  # first: a network would not help
-        return {name: np.full((batch.pred.shape[0], max(batch.pred.shape[1] - 1, 0)), np.nan)}
+        return None  # n/a, as without the network
     net = batch.network(network)
     if net is None:
         return None

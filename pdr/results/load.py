@@ -12,6 +12,7 @@ from ..config import config_from_dict, load_config, parse_override
 from ..data.statistics import with_stored_statistics
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model import PDRModel
+from ..wording import count
 
 log = logging.getLogger("pdr")
 
@@ -36,14 +37,32 @@ def locate_run(path: str | Path, checkpoint: str = "best") -> tuple[Path, Path |
 
 def pick_checkpoint(path: str | Path, checkpoint: str | None) -> tuple[str, str | None]:
     """The checkpoint of a run folder to use and a note for the reader, or None. ``checkpoint`` None means best,
-    else last: a run whose best.pt is missing (no validation finished yet) falls back to last.pt, with a note."""
+    else last: a run whose best.pt is missing falls back to last.pt, with a note that says why it is missing."""
     path = Path(path)
     if checkpoint is not None:
         return checkpoint, None
-    if path.is_dir() and not (path / "checkpoints" / "best.pt").is_file() and (path / "checkpoints" / "last.pt").is_file():
-        return "last", (f"{path.name}: no checkpoints/best.pt (no validation of the run finished yet): evaluated "
-                        "checkpoints/last.pt instead")
+    last = path / "checkpoints" / "last.pt"
+    if path.is_dir() and not (path / "checkpoints" / "best.pt").is_file() and last.is_file():
+        return "last", (f"{path.name}: no checkpoints/best.pt{_why_no_best(last)}: evaluated checkpoints/last.pt "
+                        "instead")
     return "best", None
+
+
+def _why_no_best(last: Path) -> str:
+    """`` (<why>)`` from the progress that ``last`` holds (its validations, the best value), or an empty string."""
+    from ..engine.checkpoint import read_torch_file
+
+    try:
+        state = read_torch_file(last)
+        history, best, train = state.get("history", []), state["best"], state["config"]["train"]
+    except (CheckpointError, KeyError, TypeError, AttributeError):
+        return ""  # reading last.pt says what is wrong with it
+    if not history:
+        return " (no validation of the run finished yet)"
+    if best is None:
+        return (f" (its {count(len(history), 'validation')} came before train.monitor_after="
+                f"{train['monitor_after']}, which keeps them out of best.pt)")
+    return f" (the run wrote it for its best {train['monitor']}, {best:.5g}; it has been deleted or moved since)"
 
 
 def run_config(state: dict, ckpt_path: Path, config_path: Path | None, overrides=()):
