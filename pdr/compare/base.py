@@ -197,6 +197,8 @@ def _read_history(folder: Path) -> list[dict]:
 
 
 def _number(text: str):
+    if text in ("", None):  # a training-loss row has no validation values, and the other way round
+        return None
     try:
         return float(text)
     except (TypeError, ValueError):
