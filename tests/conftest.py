@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,24 @@ os.environ["PDR_OFFLINE"] = "1"  # tests never download (LPIPS's AlexNet is fetc
 # One cache of compiled extensions for every process of a test run (CLI and torchrun subprocesses, the installed
 # copy): the CPU rasterizer is built at most once, by the first process that needs it (pdr.render._extension).
 os.environ.setdefault("PDR_EXTENSIONS_DIR", str(build_directory()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_below_the_test_run(tmp_path_factory):
+    """What the libraries the tests drive leave in the temporary folder (torchrun's torchelastic_* folders, wandb's
+    staging folders, torch.compile's cache) goes below this run's pytest folder, not into /tmp, where it piles up."""
+    scratch = tmp_path_factory.mktemp("scratch")
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")}
+    os.environ["TMPDIR"] = str(scratch)  # subprocesses
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(scratch / "torchinductor"))
+    previous, tempfile.tempdir = tempfile.tempdir, str(scratch)  # this process
+    yield
+    tempfile.tempdir = previous
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture
