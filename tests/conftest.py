@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,24 +19,13 @@ os.environ["PDR_OFFLINE"] = "1"  # tests never download (LPIPS's AlexNet is fetc
 # One cache of compiled extensions for every process of a test run (CLI and torchrun subprocesses, the installed
 # copy): the CPU rasterizer is built at most once, by the first process that needs it (pdr.render._extension).
 os.environ.setdefault("PDR_EXTENSIONS_DIR", str(build_directory()))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _scratch_below_the_test_run(tmp_path_factory):
-    """What the libraries the tests drive leave in the temporary folder (torchrun's torchelastic_* folders, wandb's
-    staging folders, torch.compile's cache) goes below this run's pytest folder, not into /tmp, where it piles up."""
-    scratch = tmp_path_factory.mktemp("scratch")
-    saved = {key: os.environ.get(key) for key in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")}
-    os.environ["TMPDIR"] = str(scratch)  # subprocesses
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(scratch / "torchinductor"))
-    previous, tempfile.tempdir = tempfile.tempdir, str(scratch)  # this process
-    yield
-    tempfile.tempdir = previous
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+# What the libraries the tests drive leave in the temporary folder (torchrun's torchelastic_* folders, wandb's staging
+# folders in the CLI subprocesses, torch.compile's cache) goes into one folder, removed at exit; this process keeps
+# the usual temporary folder, where pytest's own folders live.
+_SCRATCH = tempfile.mkdtemp(prefix="pdr-tests-", dir=tempfile.gettempdir())
+os.environ["TMPDIR"] = _SCRATCH
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(_SCRATCH, "torchinductor"))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture
