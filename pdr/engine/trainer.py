@@ -1,5 +1,6 @@
-"""The training loop: ``fit`` runs ``train_step`` to the budget and ``validate`` every ``train.val_every`` epochs
-(or every ``train.val_every_steps`` optimiser steps) and after the last step.
+"""The training loop: ``fit`` runs ``train_step`` (``optimiser_step.OptimiserStep``) to the budget and ``validate``
+(``validation.Validation``) every ``train.val_every`` epochs (or every ``train.val_every_steps`` optimiser steps)
+and after the last step.
 
 AdamW and a one-cycle/cosine schedule, best/last checkpoints (``checkpoint.CheckpointManager``), a progress
 bar and the run folder's log, CSV and loggers (``run_folder.RunFolder``), early stopping
@@ -11,22 +12,18 @@ writes files and logs.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import signal
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import Normalisation, build_eval_loader, build_train_loader, build_train_val, split_batch
+from ..data import Normalisation, build_eval_loader, build_train_loader, build_train_val
 from ..errors import PDRError
 from ..losses import build_loss
 from ..metrics import higher_is_better
@@ -36,19 +33,19 @@ from ..runtime import resolve_device, seed_everything
 from ..wording import count
 from . import distributed as dist
 from .checkpoint import CheckpointManager, check_resume
-from .collapse import warn_on_collapse
-from .evaluate import validation_scores
 from .nonfinite import NonFinitePolicy
+from .optimiser_step import OptimiserStep
 from .optim import (MixedPrecision, build_ema, build_optimizer, build_scheduler, describe_schedule, restart_warning,
                     stretch_schedule)
 from .run_folder import RunFolder
 from .signals import StopSignals
-from .stopping import build_early_stopping, improves
+from .validation import Validation
+from .stopping import build_early_stopping
 
 log = logging.getLogger("pdr")
 
 
-class Trainer:
+class Trainer(OptimiserStep, Validation):
     """Trains the model a config describes into ``work_dir``."""
 
     def __init__(self, cfg: Config, work_dir: str | os.PathLike, device: str | None = None,
@@ -230,26 +227,6 @@ class Trainer:
         self.run_folder.plot_curves()
         return self._last_val
 
-    def _micro_step(self, x, y, sync: bool, extras: dict | None = None) -> dict:
-        """Forward and backward of one micro-batch; returns its loss terms. Skips backward when non-finite."""
-        context = contextlib.nullcontext() if sync or not self.dist.enabled else self.net.no_sync()
-        with context:
-            with self.amp.autocast():
-                out = self.net(x, targets=y, step=self.global_step, extras=extras, return_output=True)
-            # in float32 (SSIM's convolutions), against the targets of the frames predicted (a backbone may draw a
-            # shorter horizon in training: latent_flow's train_out_frames)
-            terms = self.loss_fn(out.frames.float(), y[:, :out.frames.shape[1]])
-            extra = {k: v.float() for k, v in out.aux_losses.items()}
-            if extra:
-                terms = {**terms, **extra, "loss": terms["loss"] + sum(extra.values())}
-            bad = torch.tensor(float(not torch.isfinite(terms["loss"]).item()))
-            if self.dist.enabled:
-                bad = dist.all_reduce_sum(bad)
-            terms["nonfinite"] = bad
-            if not bad.item():
-                self.amp.scaler.scale(terms["loss"] / self.accumulate).backward()
-        return terms
-
     def _train_epoch(self) -> float:
         """Steps to the end of the epoch, of the budget or to a stop signal; returns the mean train loss."""
         self.net.train()
@@ -294,48 +271,6 @@ class Trainer:
             self._info("epoch %d stopped early after %d of %d steps: mean train loss %.5f in %.1fs", epoch, k, steps,
                        mean_loss, seconds)
 
-    def train_step(self, batches) -> tuple[dict, bool]:
-        """One optimiser step over ``train.accumulate_steps`` micro-batches drawn from the iterator ``batches``.
-
-        Returns the loss terms (means over the micro-batches) and whether the weights were updated: a step
-        whose loss is not finite is skipped (``NonFinitePolicy``) but still advances the schedule.
-        """
-        self._ramp_loss()
-        self.optimizer.zero_grad(set_to_none=True)
-        skipped, step_terms = False, []
-        for micro in range(self.accumulate):
-            x, y, extras = split_batch(next(batches), self.device)
-            terms = self._micro_step(x, y, sync=micro == self.accumulate - 1, extras=extras)
-            step_terms.append(terms)
-            skipped |= bool(terms["nonfinite"].item())
-        terms = {k: torch.stack([s[k].detach().float() for s in step_terms]).mean() for k in step_terms[0]
-                 if k != "nonfinite"}
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.nonfinite.skipped(self.global_step, step_terms)
-        else:
-            self.nonfinite.finite()
-            self._apply_update()
-        self._step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used (logged)
-        with warnings.catch_warnings():  # a skipped update still advances the schedule: keep it on step
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-            self.scheduler.step()
-        return terms, not skipped
-
-    def _ramp_loss(self) -> None:
-        """Give a loss with a warm-up (``loss.warmup``, ``pdr.losses.LossWarmup``) the current step."""
-        if hasattr(self.loss_fn, "set_step"):
-            self.loss_fn.set_step(self.global_step)
-
-    def _apply_update(self) -> None:
-        self.amp.scaler.unscale_(self.optimizer)
-        if self.cfg["optim"]["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["optim"]["grad_clip"])
-        self.amp.scaler.step(self.optimizer)
-        self.amp.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.model, step=self.global_step)
-
     def _after_step(self, terms: dict) -> None:
         """Log the loss terms every ``train.log_every`` steps and at the last step of each epoch and of the budget
         (a run shorter than ``log_every`` still has its training curve); save last.pt every ``train.save_every``."""
@@ -348,50 +283,3 @@ class Trainer:
                                         self.epoch + 1, self.global_step)
         if t["save_every"] and self.global_step % t["save_every"] == 0:
             self.save("last")
-
-    def evaluate_split(self, loader: DataLoader, max_batches: int | None = None) -> dict:
-        """Loss and metrics of the EMA (or plain) model on ``loader`` (``evaluate.validation_scores``)."""
-        model = self.ema.module if self.ema is not None else self.model
-        self._ramp_loss()
-        scores, self._last_example = validation_scores(model, loader, self.loss_fn, self.device, self.amp.autocast,
-                                                       max_batches)
-        return scores
-
-    def validate(self, train_loss: float) -> dict:
-        """Score the val split, record the row (metrics.csv, loggers, history), keep the best checkpoint."""
-        res = self.evaluate_split(self.val_loader, self.cfg["train"]["max_val_batches"])
-        self.since_validation = []
-        epoch = self.epoch + (self.batch_in_epoch > 0)  # the epoch the step belongs to, from 1 (as the bar shows)
-        row = {"epoch": epoch, "step": self.global_step, "train/loss": train_loss,
-               "lr": getattr(self, "_step_lr", self.optimizer.param_groups[0]["lr"]),
-               **{f"val/{k}": v for k, v in res.items()}}
-        if self.monitor not in row:
-            raise PDRError(f"train.monitor: {self.monitor!r} is not among the logged values {sorted(row)}")
-        value = row[self.monitor]
-        # before train.monitor_after (e.g. inside a loss warm-up) a validation neither competes for best.pt nor
-        # counts for early stopping; the final one competes when nothing did before it
-        eligible = self.global_step >= self.cfg["train"]["monitor_after"] or (
-            self.best is None and self.global_step >= self.total_steps)
-        improved = eligible and improves(value, self.best, self.higher_is_better)
-        self.history.append(row)
-        self.run_folder.record_validation(row, self._last_example, self.global_step)
-        self._info("validation at step %d (epoch %d): %s", self.global_step, epoch,
-                   " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith("val/")))
-        if self.is_main:
-            warn_on_collapse(self.history, self.work_dir.name)
-        if improved:
-            self.best = value
-            self.save("best")
-            self._info("new best %s = %.5g: saved checkpoints/best.pt", self.monitor, value)
-        if self.early_stop is not None and eligible:
-            self.early_stop.update(row)
-        self._last_val = row
-        return row
-
-    def _stopped_early(self) -> bool:
-        if self.early_stop is None or not self.early_stop.should_stop:
-            return False
-        stop = self.early_stop
-        self._info("early stop at step %d of %d: %s has not improved by more than %g in %d validations (best %.5g)",
-                   self.global_step, self.total_steps, stop.monitor, stop.min_delta, stop.bad_validations, stop.best)
-        return True
