@@ -183,26 +183,11 @@ def plateau(history: Sequence[dict], monitor: str) -> Plateau | None:
 
 
 def _read_history(folder: Path) -> list[dict]:
-    """The validation rows of a run folder's metrics.csv (numbers as floats), [] without one."""
-    import csv
+    """The rows of a run folder's metrics.csv (``engine.metrics_file``: numbers as floats, empty cells left out),
+    [] without one."""
+    from ..engine.metrics_file import MetricsFile
 
-    path = folder / "metrics.csv"
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open() as fh:
-        for row in csv.DictReader(fh):
-            rows.append({k: _number(v) for k, v in row.items()})
-    return rows
-
-
-def _number(text: str):
-    if text in ("", None):  # a training-loss row has no validation values, and the other way round
-        return None
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return text
+    return MetricsFile(folder / "metrics.csv").rows()
 
 
 def train_base(cfg: Config, folder: Path, device: str | None, show_progress: bool) -> str:
